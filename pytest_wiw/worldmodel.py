@@ -1,0 +1,203 @@
+"""WorldModel: the base class every wrapper fills in, and the helpers it gives them.
+
+A wrapper loads once in ``__init__``, answers ``generate`` with uint8 video, names the running
+tensors for ``weight_fingerprints``, and can write a tiny random checkpoint of its architecture
+(``make_tiny``). Torch is imported lazily: this module is imported by the plugin too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, ContextManager, Iterator, Mapping
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .errors import RequestError
+from .fingerprint import Fingerprint, fingerprint_tensor
+from .registry import GenerationDefaults, WMSpec
+from .request import GenerationRequest
+
+if TYPE_CHECKING:
+    import torch
+
+
+class WorldModel(ABC):
+    """A video world model under test. Subclass it, and name the subclass in ``register_wm``.
+
+    Rules the checks enforce: draw every random number from ``self.generators(request)`` (one
+    generator per batch item, built from the request's seeds, never kept across calls); no global
+    RNG; no hub downloads; no pickle loading.
+    """
+
+    #: Bump when the tiny checkpoint this wrapper writes changes: it keys the embedded-default cache.
+    version: str = "1"
+
+    def __init__(self, spec: WMSpec, ckpt: Checkpoint, *, base_ckpt: Checkpoint | None,
+                 device: str, dtype: "torch.dtype", options: Mapping[str, str]):
+        self.spec = spec
+        self.ckpt = ckpt
+        self.base_ckpt = base_ckpt
+        self.device = device
+        self.dtype = dtype
+        self.options = dict(options)
+        #: Sizes and steps to generate at: the worker passes a spec whose defaults already carry the
+        #: checkpoint card's overrides (a tiny checkpoint generates at tiny sizes).
+        self.generation: GenerationDefaults = spec.defaults
+        #: Sentences for the report about what the wrapper did (frame mapping, resizes).
+        self.notes: list[str] = []
+        self.nonfinite_seen = False
+
+    # -- what a wrapper must provide -------------------------------------------------------
+    @abstractmethod
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        """Generate a video per batch item: uint8 (B, T, 3, H, W), T = num_output_frames."""
+
+    def zero_shot(self) -> ContextManager[None]:
+        """Within this context, ``generate`` runs the zero-shot base weights (no second load).
+
+        FT wrappers override it: LoRA adapters off, or the base component swapped back in.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement zero_shot(): an FT wrapper must run its base "
+            "weights inside it, e.g. `pipe.disable_lora()` ... `pipe.enable_lora()` in a contextmanager")
+
+    def running_tensor(self, key: str) -> "torch.Tensor | None":
+        """The tensor of the running model that checkpoint tensor ``key`` was loaded into.
+
+        The default handles component folders: key ``transformer/blocks.0.weight`` looks up
+        ``blocks.0.weight`` in ``self.components()["transformer"]``. Override it for other
+        layouts (LoRA files name their tensors differently from peft's modules).
+        """
+        component, _, name = key.rpartition("/")
+        modules = self.components()
+        module = modules.get(component or "")
+        if module is None:
+            return None
+        return _lookup_tensor(module, name)
+
+    def components(self) -> dict[str, object]:
+        """The running torch modules by component name (``transformer``, ``vae``, ...)."""
+        return {}
+
+    @classmethod
+    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
+        """Write a tiny random checkpoint of this architecture into ``out_dir`` and return its path."""
+        raise NotImplementedError(
+            f"{cls.__name__}.make_tiny is not implemented: build the model from a tiny config "
+            "(e.g. num_layers=1, 8 channels), save it with save_pretrained / save_lora_weights, "
+            "write its card with pytest_wiw.api.write_card, and return the path")
+
+    # -- checks the worker runs on every request -------------------------------------------
+    def validate_request(self, request: GenerationRequest) -> None:
+        """Raise RequestError for a request this model cannot serve (structure is checked already)."""
+        if request.request_model_name != self.spec.name:
+            raise RequestError("request_model_name", f"{request.request_model_name!r} does not match this "
+                               f"worker's wm_type {self.spec.name!r} (the name is compared whole, never per item)")
+        if request.task_type not in self.spec.tasks:
+            raise RequestError("task_type", f"{self.spec.name} serves {', '.join(self.spec.tasks)}, "
+                               f"not {request.task_type}")
+        if request.batch_size > self.spec.max_batch:
+            raise RequestError("images", f"batch of {request.batch_size} exceeds max_batch {self.spec.max_batch}")
+
+    # -- fingerprints ------------------------------------------------------------------------
+    def weight_fingerprints(self) -> dict[str, Fingerprint]:
+        """Fingerprints of the running tensors, keyed by the checkpoint's tensor names.
+
+        Keys the model has no tensor for are left out; the suite reports them as not loaded.
+        """
+        out = {}
+        for key in self.ckpt.fingerprint_keys():
+            tensor = self.running_tensor(key)
+            if tensor is not None:
+                out[key] = fingerprint_tensor(tensor)
+        return out
+
+    # -- helpers for wrappers ----------------------------------------------------------------
+    def generators(self, request: GenerationRequest) -> list["torch.Generator"]:
+        """One fresh CPU generator per batch item, seeded from the request (same noise on any device)."""
+        import torch
+
+        return [torch.Generator("cpu").manual_seed(int(s)) for s in request.seeds]
+
+    def images_as_tensor(self, request: GenerationRequest, height: int, width: int) -> "torch.Tensor":
+        """The start images as float (B, 3, height, width) in [0, 1], resized bilinearly."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(request.images)).float() / 255.0
+        if x.shape[-2:] != (height, width):
+            x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+        return x.clamp(0, 1)
+
+    def images_as_pil(self, request: GenerationRequest, height: int, width: int) -> list:
+        """The start images as PIL images of ``width`` x ``height``."""
+        from PIL import Image
+
+        x = self.images_as_tensor(request, height, width)
+        arr = (x.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
+        return [Image.fromarray(a) for a in arr]
+
+    def finish_video(self, frames) -> np.ndarray:
+        """Pipeline output -> uint8 (B, T, 3, out_height, out_width), the WIW way.
+
+        Accepts float frames in [0, 1] shaped (B, T, H, W, 3) (diffusers ``output_type="np"``) or
+        (B, T, 3, H, W) as a numpy array or torch tensor. Frames are mapped to
+        ``num_output_frames`` by uniform subsampling, padded with the last frame when short.
+        """
+        import torch
+        import torch.nn.functional as F
+
+        video = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        video = video.detach().float().cpu()
+        if video.ndim != 5:
+            raise ValueError(f"finish_video expects 5-D frames (B, T, ...), got shape {tuple(video.shape)}")
+        if video.shape[-1] == 3 and video.shape[2] != 3:
+            video = video.permute(0, 1, 4, 2, 3)
+        if not torch.isfinite(video).all():
+            self.nonfinite_seen = True
+            video = torch.nan_to_num(video, nan=0.0, posinf=1.0, neginf=0.0)
+        b, t = video.shape[:2]
+        video = video[:, frame_indices(t, self.generation.num_output_frames, self.notes)]
+        out_hw = (self.generation.out_height, self.generation.out_width)
+        if tuple(video.shape[-2:]) != out_hw:
+            flat = video.reshape(-1, *video.shape[2:])
+            flat = F.interpolate(flat, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
+            video = flat.reshape(b, -1, 3, *out_hw)
+        return (video.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+
+    @contextlib.contextmanager
+    def _no_grad(self) -> Iterator[None]:
+        import torch
+
+        with torch.inference_mode():
+            yield
+
+
+def frame_indices(available: int, wanted: int, notes: list[str] | None = None) -> list[int]:
+    """Indices mapping ``available`` frames to ``wanted``: uniform subsample, or pad with the last."""
+    if available <= 0:
+        raise ValueError("the pipeline returned no frames")
+    if available >= wanted:
+        idx = np.linspace(0, available - 1, wanted).round().astype(int).tolist()
+    else:
+        idx = list(range(available)) + [available - 1] * (wanted - available)
+    if notes is not None and available != wanted:
+        note = (f"pipeline returned {available} frames, mapped to {wanted} "
+                f"({'uniform subsample' if available > wanted else 'padded with the last frame'})")
+        if note not in notes:
+            notes.append(note)
+    return idx
+
+
+def _lookup_tensor(module, name: str):
+    try:
+        return module.get_parameter(name)
+    except AttributeError:
+        pass
+    try:
+        return module.get_buffer(name)
+    except AttributeError:
+        return None

@@ -1,0 +1,1 @@
+"""World-model wrappers: one module per WM family. The roster is registered in ``wrappers.catalog``."""
