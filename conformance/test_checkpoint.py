@@ -1,0 +1,65 @@
+"""Checks: the checkpoint is readable, loads in the worker, and is really applied to the running model."""
+
+import pytest
+
+from pytest_wiw.assertions import fail, record, require
+from pytest_wiw.errors import CheckpointError
+from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
+
+# How many offending tensor names a message lists before it says "and N more".
+LIST_AT_MOST = 5
+
+
+def _listing(items):
+    shown = "\n  - ".join(items[:LIST_AT_MOST])
+    more = f"\n  ... and {len(items) - LIST_AT_MOST} more" if len(items) > LIST_AT_MOST else ""
+    return "\n  - " + shown + more
+
+
+@pytest.mark.wm_check("checkpoint readable")
+def test_checkpoint_readable(wm, record_property):
+    """Files exist, safetensors headers parse and fit their files, no pickles; sha256 recorded."""
+    try:
+        ckpt = require(wm.checkpoint, "the checkpoint")
+        index = ckpt.tensor_index()
+    except CheckpointError as exc:
+        fail(f"checkpoint unreadable: {exc}")
+    if not index:
+        fail(f"{ckpt.path}: the checkpoint holds no tensors")
+    record(record_property, wm, checkpoint_format=ckpt.format, checkpoint_sha256=ckpt.sha256(),
+           checkpoint_bytes=ckpt.size_bytes(), checkpoint_tensors=len(index))
+
+
+@pytest.mark.wm_check("checkpoint loads")
+def test_checkpoint_loads(wm, record_property):
+    """The worker reaches ready, and every checkpoint tensor lands in the running model."""
+    ready = require(wm.ready, "loading")
+    record(record_property, wm, load_seconds=round(ready["load_seconds"], 3),
+           load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
+    unmapped = ready["unmapped_keys"]
+    if unmapped:
+        fail(f"{len(unmapped)} of {ready['tensor_count']} checkpoint tensors have no counterpart in the running "
+             f"model (a checkpoint for another architecture, or keys the wrapper does not map):" + _listing(unmapped))
+
+
+@pytest.mark.wm_check("checkpoint applied")
+def test_checkpoint_applied(wm, record_property):
+    """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding)."""
+    ready = require(wm.ready, "the running weights")
+    try:
+        ckpt = wm.checkpoint()
+    except CheckpointError as exc:
+        fail(f"checkpoint unreadable: {exc}")
+    keys = ready["fingerprint_keys"]
+    running = {k: Fingerprint.from_dict(v) for k, v in ready["fingerprints"].items()}
+    missing = [k for k in keys if k not in running]
+    if missing:
+        fail(f"{len(missing)} of {len(keys)} checkpoint tensors are not in the running model "
+             "(the wrapper's running_tensor() finds no tensor for them):" + _listing(missing))
+    expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
+    mismatches = [m for k in keys if (m := compare(k, running[k], expected[k]))]
+    record(record_property, wm, fingerprinted_tensors=len(keys), fingerprint_mismatches=len(mismatches))
+    if mismatches:
+        fail(f"{len(mismatches)} of {len(keys)} fingerprinted tensors differ between the running model and "
+             f"{ckpt.path}: the wrapper loads the checkpoint but runs other weights (the base's?)"
+             + _listing(mismatches))

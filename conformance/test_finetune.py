@@ -1,0 +1,44 @@
+"""Checks for post-trained (FT) types: the FT output differs from zero-shot, and the baseline is honest."""
+
+import pytest
+
+from pytest_wiw.assertions import diff_of, fail, frames_of, record, require
+
+
+@pytest.mark.wm_check("differs from zero-shot", ft_only=True)
+def test_differs_from_zero_shot(wm, wiw_session, record_property):
+    """FT vs its zero-shot base on the identical request and seed: mean |diff| at least --wm-min-diff."""
+    floor = require(wm.floor, "the FT vs zero-shot difference")
+    ft = frames_of(floor.g1, "the FT vs zero-shot difference")
+    zero = frames_of(floor.z, "the FT vs zero-shot difference")
+    diff = diff_of(ft, zero, "differs from zero-shot")
+    record(record_property, wm, **diff.metrics("baseline_diff"))
+    needed = wiw_session.selection.min_diff
+    if diff.mean_abs < needed:
+        fail(f"{wm.spec.name} is (nearly) identical to its zero-shot base {wm.spec.base} on the same request "
+             f"and seed: {diff.describe()} (need mean |diff| >= {needed}/255). The fine-tune has no effect: "
+             "a LoRA whose lora_B is zero, a transformer identical to the base, or adapters never enabled")
+
+
+@pytest.mark.wm_check("honest baseline", ft_only=True)
+def test_honest_baseline(wm, wiw_session, record_property):
+    """The zero-shot output Z used above equals the base wm_type's own G1 (same request, seed, settings)."""
+    base = wm.spec.base
+    if not wiw_session.selected(base):
+        pytest.skip(f"needs the base wm_type in the same session: add --wm {base}")
+    base_wm = wiw_session.subject(base)
+    ft_gen = require(wm.ready, "the honest baseline")["generation"]
+    base_gen = require(base_wm.ready, "the honest baseline")["generation"]
+    if ft_gen != base_gen:
+        changed = {k: (ft_gen[k], base_gen[k]) for k in ft_gen if ft_gen[k] != base_gen.get(k)}
+        fail(f"{wm.spec.name} and {base} generate at different settings (FT, base): {changed}: the FT and "
+             "zero-shot outputs would be compared at different resolutions or frame counts")
+    zero = frames_of(require(wm.floor, "the honest baseline").z, "the honest baseline")
+    own = frames_of(require(base_wm.floor, "the honest baseline").g1, "the honest baseline")
+    diff = diff_of(zero, own, "honest baseline")
+    record(record_property, wm, honest_baseline_max_abs=diff.max_abs)
+    tol = wm.spec.tolerances.determinism_max_abs
+    if diff.max_abs > tol:
+        fail(f"the zero-shot output inside {wm.spec.name} differs from {base}'s own output for the same request "
+             f"and seed: {diff.describe()}. zero_shot() does not restore the base model (a fused LoRA, a "
+             "component left swapped, or a base loaded with other settings)")

@@ -1,0 +1,15 @@
+"""Check: the wm_type's registry entry is complete."""
+
+import pytest
+
+from pytest_wiw.assertions import fail
+from pytest_wiw.registry import registry_problems
+
+
+@pytest.mark.wm_check("registered")
+def test_registered(wm, wiw_session):
+    """An FT type names an existing zero-shot base; the worker environment file pins exact versions."""
+    spec = wm.spec
+    problems = registry_problems(spec, wiw_session.selection.registry)
+    if problems:
+        fail(f"register_wm({spec.name!r}) is incomplete:\n  - " + "\n  - ".join(problems))

@@ -1,0 +1,52 @@
+"""Check: invalid requests get an error reply naming the field, and the worker keeps serving."""
+
+import numpy as np
+import pytest
+
+from pytest_wiw.assertions import fail, require
+from pytest_wiw.pool import RequestRejected
+from pytest_wiw.worker.client import WorkerError
+
+
+def bad_requests(header: dict, images: np.ndarray, wm_type: str):
+    """(what, field the error must name, header, arrays) for each invalid request, built from R."""
+    def variant(**changes):
+        return {**header, **changes}
+
+    nav = header["task_type"] == "navigation"
+    yield "float images", "images", header, {"images": images.astype(np.float32)}
+    yield "an empty batch", "images", header, {"images": images[:0]}
+    yield "a 2-D image", "images", header, {"images": images[0, 0]}
+    yield ("an unknown action id" if nav else "an empty instruction"), "actions[0]", \
+        variant(actions=[[4, 1, 9]] if nav else [" "]), {"images": images}
+    yield "actions for two items with one image", "actions", \
+        variant(actions=header["actions"] * 2), {"images": images}
+    yield "a negative seed", "seed", variant(seed=-1), {"images": images}
+    yield "another model's name", "request_model_name", \
+        variant(request_model_name=f"{wm_type}-other"), {"images": images}
+
+
+@pytest.mark.wm_check("bad request rejected")
+def test_bad_request_rejected(wm):
+    """Wrong dtype or shape, empty batch, unknown action, name mismatch -> an error naming the field."""
+    handle = wm.worker()
+    header, arrays = require(wm.reference_request, "bad requests").to_wire()
+    before = require(handle.stats, "bad requests")["generations"]
+    problems = []
+    for what, field, bad_header, bad_arrays in bad_requests(header, arrays["images"], wm.spec.name):
+        try:
+            handle.generate_raw(bad_header, bad_arrays)
+        except RequestRejected as exc:
+            if field not in (exc.reply.get("message") or ""):
+                problems.append(f"{what}: rejected, but the message does not name {field!r}: {exc}")
+        except WorkerError as exc:
+            fail(f"{what}: the worker died instead of replying with an error: {exc}")
+        else:
+            hint = (" (WIW's manager compared a name sliced per item; the name must be compared whole)"
+                    if field == "request_model_name" else "")
+            problems.append(f"{what}: accepted and generated a video; expected an error naming {field!r}{hint}")
+    after = require(handle.stats, "bad requests (is the worker still serving?)")["generations"]
+    if problems:
+        fail("invalid requests were not rejected properly:\n  - " + "\n  - ".join(problems))
+    if after != before:
+        fail(f"{after - before} generation(s) ran for invalid requests: validation must come before generating")

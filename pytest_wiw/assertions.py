@@ -1,0 +1,46 @@
+"""Helpers the conformance checks share: clean failures, required inputs, and recorded figures."""
+
+from __future__ import annotations
+
+from typing import Callable, NoReturn
+
+import numpy as np
+import pytest
+
+from .compare import VideoDiff, video_diff
+from .subject import Generation, GenerationUnavailable, WMSubject
+from .worker.client import WorkerError
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the check with ``message`` alone (no Python traceback: the message is the diagnosis)."""
+    pytest.fail(message, pytrace=False)
+
+
+def require(fn: Callable[[], object], what: str):
+    """Run ``fn``; a failed load or generation fails the check saying what was needed."""
+    try:
+        return fn()
+    except (WorkerError, GenerationUnavailable) as exc:
+        fail(f"cannot check {what}: {exc}")
+
+
+def frames_of(gen: Generation | None, what: str) -> np.ndarray:
+    if gen is None:
+        fail(f"cannot check {what}: the generation was not run")
+    return require(gen.require, what)
+
+
+def diff_of(a: np.ndarray, b: np.ndarray, what: str) -> VideoDiff:
+    if a.shape != b.shape:
+        fail(f"{what}: the two videos have different shapes {a.shape} and {b.shape} "
+             "(see the output contract check)")
+    return video_diff(a, b)
+
+
+def record(record_property, wm: WMSubject, **metrics) -> None:
+    """Attach figures to the junit test case and to the subject (for the report)."""
+    record_property("wm_type", wm.spec.name)
+    for key, value in metrics.items():
+        record_property(key, value)
+        wm.metrics[key] = value

@@ -1,0 +1,48 @@
+"""Comparing two uint8 videos: how many elements differ, by how much, where, and the PSNR."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VideoDiff:
+    mean_abs: float
+    max_abs: int
+    differing: int
+    total: int
+    first_at: tuple[int, ...] | None
+    psnr_db: float
+
+    @property
+    def identical(self) -> bool:
+        return self.differing == 0
+
+    def describe(self) -> str:
+        """One line for a failure message, in uint8 levels (x/255)."""
+        if self.identical:
+            return f"all {self.total} values identical"
+        where = "" if self.first_at is None else f", first at (b, t, c, y, x) = {self.first_at}"
+        psnr = "inf" if math.isinf(self.psnr_db) else f"{self.psnr_db:.1f}"
+        return (f"mean |diff| {self.mean_abs:.3f}/255, max |diff| {self.max_abs}/255, "
+                f"{self.differing} of {self.total} values differ{where}; PSNR {psnr} dB")
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {f"{prefix}_mean_abs": round(self.mean_abs, 6), f"{prefix}_max_abs": self.max_abs,
+                f"{prefix}_psnr_db": (None if math.isinf(self.psnr_db) else round(self.psnr_db, 3))}
+
+
+def video_diff(a: np.ndarray, b: np.ndarray) -> VideoDiff:
+    """Compare two uint8 videos of the same shape."""
+    if a.shape != b.shape:
+        raise ValueError(f"cannot compare videos of shapes {a.shape} and {b.shape}")
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    differing = int(np.count_nonzero(d))
+    first = tuple(int(i) for i in np.argwhere(d)[0]) if differing else None
+    mse = float(np.mean(d.astype(np.float64) ** 2))
+    psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+    return VideoDiff(mean_abs=float(d.mean()), max_abs=int(d.max()) if d.size else 0, differing=differing,
+                     total=int(d.size), first_at=first, psnr_db=psnr)

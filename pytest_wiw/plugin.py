@@ -1,0 +1,164 @@
+"""The pytest plugin: options, selection, parametrization, fixtures, header and teardown.
+
+Sections: 1. options  2. selection (configure)  3. xdist defaults and --wm-list  4. collection and
+parametrization  5. fixtures  6. header  7. teardown. Nothing here imports torch or diffusers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from .errors import UsageError
+from .selection import DTYPES, Selection, parse_selection
+from .session import WiwSession
+
+CONFORMANCE_DIR = Path(__file__).resolve().parent.parent / "conformance"
+_SESSION_KEY = pytest.StashKey[WiwSession]()
+_SELECTION_KEY = pytest.StashKey[Selection]()
+
+
+# 1. options ------------------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wiw", "pytest-wiw: world-model conformance")
+    group.addoption("--wm", action="append", default=[], metavar="WM",
+                    help="wm_type(s) to check: repeatable, comma lists, or 'all' (see --wm-list)")
+    group.addoption("--ckpt-path", action="append", default=[], metavar="[WM=]PATH",
+                    help="checkpoint of the wm_type under test (with several --wm: WM=PATH); "
+                         "default: a tiny random checkpoint built offline")
+    group.addoption("--base-ckpt-path", action="append", default=[], metavar="[WM=]PATH",
+                    help="zero-shot base checkpoint of an FT type (default: the card's base_model)")
+    group.addoption("--wm-device", default="auto", metavar="DEV",
+                    help="auto (a GPU if one is visible), cpu, cuda, or cuda:N (default: auto)")
+    group.addoption("--wm-dtype", default="float32", metavar="DTYPE", help=f"one of {', '.join(DTYPES)}")
+    group.addoption("--wm-seed", default="0", metavar="INT", help="seed s of the reference request (default 0)")
+    group.addoption("--wm-timeout", default="1800", metavar="SECONDS", help="per-request timeout (default 1800)")
+    group.addoption("--wm-load-timeout", default="1800", metavar="SECONDS",
+                    help="time a worker gets to load its checkpoint (default 1800)")
+    group.addoption("--wm-worker-python", default=None, metavar="PYTHON",
+                    help="interpreter that runs the worker processes (the WM's own environment)")
+    group.addoption("--wm-threads", default="1", metavar="N",
+                    help="torch threads in each worker, pinned for reproducibility (default 1)")
+    group.addoption("--wm-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="wrapper option, repeatable; generation settings (steps, height, ...) override defaults")
+    group.addoption("--wm-min-diff", default="1.0", metavar="LEVELS",
+                    help="smallest mean |FT - zero-shot| in uint8 levels that counts as a change (default 1)")
+    group.addoption("--wm-max-batch", default="2", metavar="N",
+                    help="largest batch sent to a worker; 1 for models too big for a batch of two")
+    group.addoption("--wm-allow-pickle", action="store_true",
+                    help="load pickle checkpoints (.bin .pt ...) with torch.load(weights_only=True)")
+    group.addoption("--wm-nondeterministic", action="store_true",
+                    help="do not force torch's deterministic algorithms in the workers")
+    group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")
+
+
+# 2. selection ------------------------------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "wm_check(name): the conformance check a test implements")
+    if config.option.wm_list or not config.option.wm:
+        return
+    _default_to_loadgroup(config)
+    try:
+        selection = parse_selection(config.option)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_SELECTION_KEY] = selection
+    conformance = str(CONFORMANCE_DIR)
+    if conformance not in config.args:
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args[:] = []  # `pytest --wm X` alone runs the checks, not the tests under cwd
+        config.args.append(conformance)
+
+
+# 3. --wm-list and xdist defaults ---------------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config):
+    if not config.option.wm_list:
+        return None
+    from .listing import registry_table
+
+    try:
+        print(registry_table())
+    except UsageError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 4
+    return 0
+
+
+def _default_to_loadgroup(config: pytest.Config) -> None:
+    """With -n and no --dist, group by family: one load per checkpoint, one result store per family.
+
+    xdist turns -n into --dist load in its pytest_cmdline_main; its scheduler reads the value only
+    once the session starts, so changing it at configure time is in time.
+    """
+    explicit = any(a in ("--dist", "-d") or a.startswith("--dist=") for a in config.invocation_params.args)
+    if getattr(config.option, "numprocesses", None) and not explicit and config.option.dist == "load":
+        config.option.dist = "loadgroup"
+
+
+# 4. collection and parametrization -------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "wm_type" not in metafunc.fixturenames:
+        return
+    selection = metafunc.config.stash.get(_SELECTION_KEY, None)
+    names = selection.wm_types if selection else []
+    check = metafunc.definition.get_closest_marker("wm_check")
+    check_name = check.args[0] if check else metafunc.function.__name__
+    ft_only = bool(check and check.kwargs.get("ft_only"))
+    params = []
+    for name in names:
+        spec = selection.registry[name]
+        marks = [pytest.mark.xdist_group(spec.family)]
+        if not spec.runnable:
+            marks.append(pytest.mark.skip(reason=f"{name} is not runnable here: {spec.unavailable}"))
+        elif ft_only and not spec.is_ft:
+            marks.append(pytest.mark.skip(reason=f"{name} is a zero-shot type: '{check_name}' applies to FT types"))
+        reason = spec.expected_failures.get(check_name)
+        if reason:
+            marks.append(pytest.mark.xfail(reason=f"expected failure declared by {name}: {reason}", strict=True))
+        params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("wm_type", params)
+
+
+# 5. fixtures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
+    """The session's worker pool, result store and wm_type subjects."""
+    config = request.config
+    if _SESSION_KEY not in config.stash:
+        config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY])
+    return config.stash[_SESSION_KEY]
+
+
+@pytest.fixture
+def wm(wm_type: str, wiw_session: WiwSession):
+    """The wm_type under test (a ``WMSubject``): its spec, checkpoint, worker and floor generations."""
+    return wiw_session.subject(wm_type)
+
+
+# 6. header -----------------------------------------------------------------------------------------
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    selection = config.stash.get(_SELECTION_KEY, None)
+    if selection is None:
+        return None
+    s = selection.settings
+    lines = [f"wiw: wm_types {', '.join(selection.wm_types)}"]
+    for name in selection.wm_types:
+        ckpt = selection.ckpt.get(name) or "embedded tiny default"
+        base = selection.base_ckpt.get(name)
+        lines.append(f"wiw:   {name}: checkpoint {ckpt}" + (f", base {base}" if base else ""))
+    lines.append(f"wiw: device {s.device}, dtype {s.dtype}, seed {selection.seed}, threads {s.threads}, "
+                 f"deterministic algorithms {'on' if s.deterministic else 'off'}, max batch {selection.max_batch}")
+    lines.append(f"wiw: worker python {s.python}; tiny cache {s.tiny_cache}")
+    return lines
+
+
+# 7. teardown ---------------------------------------------------------------------------------------
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    wiw = session.config.stash.get(_SESSION_KEY, None)
+    if wiw is not None:
+        wiw.close()
+

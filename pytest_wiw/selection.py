@@ -1,0 +1,143 @@
+"""Turning the command line into a Selection: which wm_types, which checkpoints, which settings.
+
+Every wrong value raises UsageError saying what is accepted; the plugin turns it into a pytest
+usage error (exit status 4) before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+from .pool import PoolSettings, visible_gpus, xdist_worker_index
+from .registry import WMSpec, load_registry
+from .tiny import default_cache_dir
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class Selection:
+    wm_types: list[str]
+    registry: dict[str, WMSpec]
+    ckpt: dict[str, str] = field(default_factory=dict)
+    base_ckpt: dict[str, str] = field(default_factory=dict)
+    settings: PoolSettings = field(default_factory=PoolSettings)
+    seed: int = 0
+    min_diff: float = 1.0
+    max_batch: int = 2
+
+
+def parse_selection(option) -> Selection:
+    """Build the Selection from pytest's parsed options (``config.option``)."""
+    registry = load_registry()
+    names = parse_wm_list(option.wm, registry)
+    ckpt = parse_paths("--ckpt-path", option.ckpt_path, names, registry)
+    base = parse_paths("--base-ckpt-path", option.base_ckpt_path, names, registry)
+    for name in base:
+        if not registry[name].is_ft:
+            raise UsageError(f"--base-ckpt-path {name}=...: {name} is a zero-shot type; only FT types take a base")
+    dtype = option.wm_dtype
+    if dtype not in DTYPES:
+        raise UsageError(f"--wm-dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    settings = PoolSettings(
+        device=parse_device(option.wm_device), dtype=dtype,
+        threads=parse_int("--wm-threads", option.wm_threads, minimum=1),
+        deterministic=not option.wm_nondeterministic,
+        load_timeout=parse_float("--wm-load-timeout", option.wm_load_timeout),
+        request_timeout=parse_float("--wm-timeout", option.wm_timeout),
+        python=parse_python(option.wm_worker_python),
+        tiny_cache=str(default_cache_dir()), allow_pickle=option.wm_allow_pickle,
+        options=parse_options(option.wm_opt), worker_index=xdist_worker_index(),
+    )
+    return Selection(
+        wm_types=names, registry=registry, ckpt=ckpt, base_ckpt=base, settings=settings,
+        seed=parse_int("--wm-seed", option.wm_seed, minimum=0),
+        min_diff=parse_float("--wm-min-diff", option.wm_min_diff, positive=False),
+        max_batch=parse_int("--wm-max-batch", option.wm_max_batch, minimum=1),
+    )
+
+
+def parse_wm_list(values: list[str], registry: dict[str, WMSpec]) -> list[str]:
+    names: list[str] = []
+    for value in values:
+        for item in (v.strip() for v in value.split(",")):
+            if not item:
+                continue
+            wanted = sorted(registry) if item == "all" else [item]
+            for name in wanted:
+                if name not in registry:
+                    raise UsageError(f"--wm {name!r}: not a registered wm_type; registered: "
+                                     f"{', '.join(sorted(registry))} (or 'all'); see pytest --wm-list")
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def parse_paths(flag: str, values: list[str], names: list[str], registry: dict[str, WMSpec]) -> dict[str, str]:
+    """``PATH`` (one --wm selected) or ``WM=PATH`` entries, as absolute path strings by wm_type."""
+    paths: dict[str, str] = {}
+    for value in values:
+        head, sep, tail = value.partition("=")
+        if sep and head in registry:
+            name, path = head, tail
+        elif len(names) == 1:
+            name, path = names[0], value
+        else:
+            raise UsageError(f"{flag} {value!r}: with {len(names)} wm_types selected, say which one: "
+                             f"{flag} WM=PATH (WM one of {', '.join(names)})")
+        if name not in names:
+            raise UsageError(f"{flag} {name}=...: {name} is not selected; add --wm {name}")
+        if not path:
+            raise UsageError(f"{flag} {value!r}: empty path")
+        paths[name] = str(Path(path).expanduser().absolute())
+    return paths
+
+
+def parse_device(value: str) -> str:
+    if value == "auto":
+        return "cuda" if visible_gpus() else "cpu"
+    if value in ("cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise UsageError(f"--wm-device {value!r}: expected auto, cpu, cuda or cuda:N")
+
+
+def parse_int(flag: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r}: expected an integer") from None
+    if number < minimum:
+        raise UsageError(f"{flag} {value!r}: expected an integer of at least {minimum}")
+    return number
+
+
+def parse_float(flag: str, value: str, positive: bool = True) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r}: expected a number") from None
+    if number < 0 or (positive and number == 0):
+        raise UsageError(f"{flag} {value!r}: expected a {'positive' if positive else 'non-negative'} number")
+    return number
+
+
+def parse_python(value: str | None) -> str:
+    if value is None:
+        return sys.executable
+    if not (os.path.isfile(value) and os.access(value, os.X_OK)):
+        raise UsageError(f"--wm-worker-python {value!r}: not an executable file")
+    return value
+
+
+def parse_options(values: list[str]) -> dict[str, str]:
+    options = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--wm-opt {value!r}: expected KEY=VALUE")
+        options[key] = val
+    return options

@@ -1,0 +1,31 @@
+"""WiwSession: the session-wide pool, result store and one WMSubject per selected wm_type."""
+
+from __future__ import annotations
+
+from .pool import WorkerPool
+from .selection import Selection
+from .subject import ResultStore, WMSubject
+
+
+class WiwSession:
+    def __init__(self, selection: Selection):
+        self.selection = selection
+        self.pool = WorkerPool(selection.settings)
+        self.store = ResultStore()
+        self.subjects: dict[str, WMSubject] = {}
+
+    def subject(self, wm_type: str) -> WMSubject:
+        if wm_type not in self.subjects:
+            sel = self.selection
+            spec = sel.registry[wm_type]
+            base_spec = sel.registry.get(spec.base) if spec.base else None
+            self.subjects[wm_type] = WMSubject(
+                spec, base_spec, sel.ckpt.get(wm_type), sel.base_ckpt.get(wm_type), self.pool, self.store,
+                seed=sel.seed, max_batch=sel.max_batch, allow_pickle=sel.settings.allow_pickle)
+        return self.subjects[wm_type]
+
+    def selected(self, wm_type: str) -> bool:
+        return wm_type in self.selection.wm_types
+
+    def close(self) -> None:
+        self.pool.close_all()

@@ -1,0 +1,170 @@
+"""One wm_type under test: its checkpoint, its worker, and the generations its checks share.
+
+The checks never call the worker for generations themselves: they ask for the floor (DESIGN §9),
+which runs once per wm_type, in this order, and is kept in the session result store:
+
+1. G1: request R, seed s, alone, first call of the fresh worker (output contract; the reference).
+2. G2: one batch of two: R with seed s' then R with seed s (batch invariance, seed sensitivity).
+3. G3: R, seed s, alone, after G2 (seed determinism and order independence).
+4. Z (FT types): R, seed s, inside ``zero_shot()`` (differs from zero-shot, honest baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .checkpoint import Checkpoint, open_checkpoint
+from .errors import CheckpointError
+from .pool import RequestRejected, WorkerHandle, WorkerPool
+from .registry import WMSpec
+from .request import GenerationRequest
+from .worker.client import WorkerError
+
+REFERENCE_ACTIONS = {
+    "navigation": [4, 1, 1, 2, 1, 3, 1],
+    "manipulation": "pick up the red cup and place it in the drawer",
+    "freetext": "move forward and turn left",
+}
+# The second seed of G2: any seed other than s works; s + 1 keeps the report readable.
+SEED_OFFSET = 1
+
+
+@dataclass
+class Generation:
+    """One generation call's outcome: frames, or the reason there are none."""
+
+    label: str
+    frames: np.ndarray | None = None
+    error: str | None = None
+    reply: dict = field(default_factory=dict)
+
+    def require(self) -> np.ndarray:
+        if self.frames is None:
+            raise GenerationUnavailable(f"{self.label} failed: {self.error}")
+        return self.frames
+
+
+class GenerationUnavailable(Exception):
+    """A check's input generation failed; the check fails with this message."""
+
+
+class ResultStore:
+    """Every generation of the session by (worker, request content, seeds, weights variant)."""
+
+    def __init__(self):
+        self._results: dict[tuple, Generation] = {}
+        self.generations = 0
+
+    def run(self, handle: WorkerHandle, request: GenerationRequest, variant: str, label: str) -> Generation:
+        key = (handle.key, request.content_digest(), tuple(request.seeds), variant)
+        if key not in self._results:
+            self.generations += 1
+            gen = Generation(label)
+            try:
+                gen.frames, gen.reply = handle.generate(request, variant)
+            except RequestRejected as exc:
+                gen.error = f"the worker rejected it: {exc.reply.get('error_type')}: {exc}"
+            except WorkerError as exc:
+                gen.error = str(exc)
+            self._results[key] = gen
+        return self._results[key]
+
+
+@dataclass
+class Floor:
+    g1: Generation
+    g2: Generation | None
+    g3: Generation
+    z: Generation | None
+
+
+class WMSubject:
+    """The session state of one wm_type: resolved lazily, shared by all of its checks."""
+
+    def __init__(self, spec: WMSpec, base_spec: WMSpec | None, ckpt: str | None, base_ckpt: str | None,
+                 pool: WorkerPool, store: ResultStore, seed: int, max_batch: int, allow_pickle: bool):
+        self.spec = spec
+        self.base_spec = base_spec
+        self.ckpt_arg = ckpt
+        self.base_ckpt_arg = base_ckpt
+        self.pool = pool
+        self.store = store
+        self.seed = seed
+        self.max_batch = min(max_batch, spec.max_batch)
+        self.allow_pickle = allow_pickle
+        self._handle: WorkerHandle | None = None
+        self._floor: Floor | None = None
+        self.metrics: dict[str, object] = {}
+
+    # -- checkpoint and worker ------------------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint under test, opened here (the embedded default asks the worker for its path)."""
+        path = self.ckpt_arg
+        if path is None:
+            path = self.ready()["ckpt"]["path"]
+        return open_checkpoint(path, allow_pickle=self.allow_pickle)
+
+    def worker(self) -> WorkerHandle:
+        if self._handle is None:
+            if self.ckpt_arg is not None:
+                try:  # never start a worker on a checkpoint that fails to open here
+                    open_checkpoint(self.ckpt_arg, allow_pickle=self.allow_pickle)
+                except CheckpointError as exc:
+                    handle = WorkerHandle(None, self.spec, None, self.pool.settings)
+                    handle.failure = f"checkpoint not loaded: {exc}"
+                    self._handle = handle
+                    return handle
+            self._handle = self.pool.get(self.spec, self.base_spec, self.ckpt_arg, self.base_ckpt_arg)
+        return self._handle
+
+    def ready(self) -> dict:
+        """The worker's ``ready`` report; WorkerError when it failed to load."""
+        handle = self.worker()
+        if handle.ready is None:
+            raise WorkerError(handle.failure or "worker did not report ready")
+        return handle.ready
+
+    # -- requests and the floor -----------------------------------------------------------------
+    def reference_request(self) -> GenerationRequest:
+        """R: a deterministic start image at the model's input size and the first task's actions."""
+        gen = self.ready()["generation"]
+        task = self.spec.tasks[0]
+        return GenerationRequest(images=reference_image(gen["height"], gen["width"])[None], actions=[
+            REFERENCE_ACTIONS[task]], task_type=task, seed=self.seed, request_model_name=self.spec.name)
+
+    def floor(self) -> Floor:
+        if self._floor is None:
+            handle = self.worker()
+            r = self.reference_request()
+            s, s2 = self.seed, self.seed + SEED_OFFSET
+            g1 = self.store.run(handle, r, "ft", "G1 (R, seed s, first call)")
+            g2 = None
+            if self.max_batch >= 2:
+                batch = GenerationRequest(images=np.concatenate([r.images, r.images]), actions=r.actions * 2,
+                                          task_type=r.task_type, seed=[s2, s], request_model_name=r.request_model_name)
+                g2 = self.store.run(handle, batch, "ft", f"G2 (batch of R with seeds {s2}, {s})")
+            else:
+                g2 = self.store.run(handle, r.with_seed(s2), "ft", f"G2 (R, seed {s2}, alone: --wm-max-batch 1)")
+            g3 = self.store.run(handle, r, "ft", "G3 (R, seed s, after G2)")
+            z = self.store.run(handle, r, "zero_shot", "Z (R, seed s, zero-shot)") if self.spec.is_ft else None
+            self._floor = Floor(g1, g2, g3, z)
+        return self._floor
+
+    def g1_frames(self) -> np.ndarray:
+        return self.floor().g1.require()
+
+
+def reference_image(height: int, width: int) -> np.ndarray:
+    """A fixed, image-like start observation (smooth gradients plus a few blocks), uint8 (3, H, W)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 255 * x / max(width - 1, 1)
+    g = 255 * y / max(height - 1, 1)
+    b = 127.5 + 127.5 * np.sin(2 * np.pi * (x + y) / max(height, width))
+    img = np.stack([r, g, b])
+    rng = np.random.default_rng(20251125)
+    for _ in range(4):
+        h0, w0 = rng.integers(0, height // 2 + 1), rng.integers(0, width // 2 + 1)
+        img[:, h0 : h0 + height // 4 + 1, w0 : w0 + width // 4 + 1] = rng.integers(0, 256, size=(3, 1, 1))
+    return img.round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,67 @@
+"""The embedded default: tiny reference checkpoints, built once into a cache folder and reused.
+
+Entries are keyed by wm_type, wrapper version and seed. Builds take a file lock (safe under
+xdist) and land by an atomic rename, so a half-written entry is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from filelock import FileLock
+
+from .registry import WMSpec
+
+TINY_SEED = 0
+# A second builder waits for the first; a tiny build takes seconds, so minutes mean a stuck peer.
+LOCK_TIMEOUT_S = 600
+_COMPLETE = ".complete"
+
+
+def default_cache_dir() -> Path:
+    """``$PYTEST_WIW_CACHE``, else ``$XDG_CACHE_HOME/pytest-wiw``, else ``~/.cache/pytest-wiw``."""
+    if os.environ.get("PYTEST_WIW_CACHE"):
+        return Path(os.environ["PYTEST_WIW_CACHE"]).expanduser()
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "pytest-wiw"
+
+
+def ensure_tiny(spec: WMSpec, base_spec: WMSpec | None, cache: Path,
+                seed: int = TINY_SEED) -> tuple[Path, Path | None]:
+    """Paths of the tiny checkpoint of ``spec`` (and of its base), building what is missing."""
+    base_path = ensure_one(base_spec, cache, seed) if spec.is_ft else None
+    if spec.is_ft and base_spec is None:
+        raise ValueError(f"{spec.name} is an FT type: its base spec is needed to build its tiny base")
+    return ensure_one(spec, cache, seed, base=base_path), base_path
+
+
+def ensure_one(spec: WMSpec, cache: Path, seed: int, base: Path | None = None) -> Path:
+    from .worker.server import load_wrapper_class
+
+    cls = load_wrapper_class(spec.wrapper)
+    entry = cache / f"{spec.name}-v{getattr(cls, 'version', '0')}-seed{seed}"
+    if (entry / _COMPLETE).exists():
+        return _ckpt_in(entry)
+    cache.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock", timeout=LOCK_TIMEOUT_S):
+        if (entry / _COMPLETE).exists():
+            return _ckpt_in(entry)
+        if entry.exists():  # a build interrupted before its rename cannot be here, but a hand edit can
+            shutil.rmtree(entry)
+        staging = cache / f".{entry.name}.building-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "ckpt").mkdir(parents=True)
+        try:
+            written = Path(cls.make_tiny(spec.name, staging / "ckpt", base=base, seed=seed))
+            rel = written.relative_to(staging)
+            (staging / _COMPLETE).write_text(rel.as_posix())
+            os.rename(staging, entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return _ckpt_in(entry)
+
+
+def _ckpt_in(entry: Path) -> Path:
+    return entry / (entry / _COMPLETE).read_text().strip()

@@ -1,0 +1,191 @@
+"""The client side of a worker process: start it, wait for ``ready``, send requests, tear it down.
+
+Every wait has a deadline; a worker that exits, closes its pipe or overruns a timeout is reported
+at once with the last lines of its log, and is killed with its whole process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from .protocol import _LEN, ProtocolError, decode_body, encode_frame
+
+# How long a worker gets to exit after ``shutdown`` before its process group is killed.
+SHUTDOWN_GRACE_S = 10.0
+LOG_TAIL_LINES = 20
+_POLL_S = 0.2
+
+
+class WorkerError(Exception):
+    """The worker failed: it died, timed out, or could not load. The message carries its log tail."""
+
+
+class WorkerDied(WorkerError):
+    pass
+
+
+class WorkerTimeout(WorkerError):
+    pass
+
+
+class WorkerProcess:
+    """One running worker process and the pipe pair to it."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, label: str):
+        self.label = label
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     env=env, start_new_session=True)
+        self.stopped_because: str | None = None
+
+    @classmethod
+    def start(cls, python: str, config: dict, env: dict[str, str], log_path: Path, label: str) -> "WorkerProcess":
+        argv = [python, "-m", "pytest_wiw.worker", json.dumps(config)]
+        return cls(argv, env, log_path, label)
+
+    # -- messaging ---------------------------------------------------------------------------
+    def send(self, header: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self._ensure_running()
+        try:
+            self.proc.stdin.write(encode_frame(header, arrays))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died("while a request was being sent") from None
+
+    def receive(self, timeout: float, what: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """The next frame from the worker, within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        (total,) = _LEN.unpack(self._read(4, deadline, what))
+        try:
+            return decode_body(total, lambda n: self._read(n, deadline, what))
+        except ProtocolError as exc:
+            self.kill(f"sent a malformed frame ({exc})")
+            raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
+
+    def request(self, header: dict, arrays: dict[str, np.ndarray] | None, timeout: float,
+                what: str) -> tuple[dict, dict[str, np.ndarray]]:
+        self.send(header, arrays)
+        return self.receive(timeout, what)
+
+    def _read(self, n: int, deadline: float, what: str) -> bytes:
+        fd = self.proc.stdout.fileno()
+        chunks, got = [], 0
+        while got < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill(f"timed out {what}")
+                raise WorkerTimeout(f"{self.label}: no reply after the timeout {what}; the worker was stopped"
+                                    f"{self.log_tail_text()}")
+            ready, _, _ = select.select([fd], [], [], min(_POLL_S, remaining))
+            if not ready:
+                if self.proc.poll() is not None:
+                    raise self._died(what)
+                continue
+            chunk = os.read(fd, min(n - got, 1 << 20))
+            if not chunk:
+                raise self._died(what)
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def _ensure_running(self) -> None:
+        if self.stopped_because:
+            raise WorkerError(f"{self.label}: the worker was stopped earlier: it {self.stopped_because}")
+        if self.proc.poll() is not None:
+            raise self._died("before the request")
+
+    def _died(self, what: str) -> WorkerDied:
+        try:
+            code = self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.stopped_because = self.stopped_because or f"exited with status {code}"
+        cause = describe_exit(code)
+        self.kill("died")
+        return WorkerDied(f"{self.label}: the worker {cause} {what}{self.log_tail_text()}")
+
+    # -- logs and teardown -------------------------------------------------------------------
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        self._log.flush()
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, os.path.getsize(self.log_path) - 64 * 1024))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        return list(deque(text.splitlines(), maxlen=lines))
+
+    def log_tail_text(self) -> str:
+        tail = self.log_tail()
+        if not tail:
+            return f" (its log {self.log_path} is empty)"
+        return f"\nlast lines of its log ({self.log_path}):\n    " + "\n    ".join(tail)
+
+    def kill(self, reason: str) -> None:
+        """Kill the worker's whole process group now."""
+        self.stopped_because = self.stopped_because or reason
+        _killpg(self.proc, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass
+        self._close_pipes()
+
+    def close(self) -> None:
+        """Ask the worker to shut down; kill its process group if it does not exit in time."""
+        if self.proc.poll() is None and not self.stopped_because:
+            try:
+                self.proc.stdin.write(encode_frame({"type": "shutdown"}))
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=SHUTDOWN_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        self.stopped_because = self.stopped_because or "was shut down at the end of the session"
+        _killpg(self.proc, signal.SIGTERM)
+        _killpg(self.proc, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        self._log.close()
+
+
+def _killpg(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {code}"

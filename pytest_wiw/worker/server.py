@@ -1,0 +1,232 @@
+"""The worker process: loads one world model once and answers generation requests over the protocol.
+
+Started by the pool as ``python -m pytest_wiw.worker CONFIG_JSON``. Requests arrive on stdin and
+replies leave on the original stdout; anything the model prints goes to stderr (the worker log).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import platform
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from ..checkpoint import Checkpoint, card_generation, open_checkpoint
+from ..errors import CheckpointError, RequestError
+from ..registry import GenerationDefaults, WMSpec
+from ..request import GenerationRequest
+from .protocol import ProtocolError, read_frame, write_frame
+
+
+class Worker:
+    def __init__(self, config: dict, out):
+        self.config = config
+        self.out = out
+        self.model = None
+        self.generations = 0
+        self.started = time.monotonic()
+
+    # -- start-up ----------------------------------------------------------------------------
+    def load(self) -> dict:
+        import torch
+
+        cfg = self.config
+        env = configure_torch(cfg.get("threads", 1), cfg.get("deterministic", True), cfg["device"])
+        spec = WMSpec.from_dict(cfg["spec"])
+        cls = load_wrapper_class(spec.wrapper)
+        allow_pickle = bool(cfg.get("allow_pickle"))
+        ckpt_path, base_path = cfg.get("ckpt"), cfg.get("base_ckpt")
+        if ckpt_path is None:  # the embedded default: a tiny checkpoint built (once) into the cache
+            from ..tiny import ensure_tiny
+
+            base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
+            ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
+        ckpt = open_checkpoint(ckpt_path, allow_pickle=allow_pickle)
+        base_ckpt = None
+        if spec.is_ft:
+            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path), allow_pickle=allow_pickle)
+        generation = effective_generation(spec.defaults, ckpt, cfg.get("options") or {})
+        spec = dataclasses.replace(spec, defaults=generation)
+
+        dtype = getattr(torch, cfg.get("dtype", "float32"))
+        t0 = time.perf_counter()
+        self.model = cls(spec, ckpt, base_ckpt=base_ckpt, device=cfg["device"], dtype=dtype,
+                         options=cfg.get("options") or {})
+        load_seconds = time.perf_counter() - t0
+        index = ckpt.tensor_index()
+        unmapped = [k for k in index if self.model.running_tensor(k) is None]
+        fingerprints = {k: fp.to_dict() for k, fp in self.model.weight_fingerprints().items()}
+        return {
+            "type": "ready", "wm_type": spec.name, "pid": os.getpid(), "load_seconds": load_seconds,
+            "memory": memory_report(), "fingerprints": fingerprints,
+            "fingerprint_keys": ckpt.fingerprint_keys(), "unmapped_keys": unmapped,
+            "tensor_count": len(index), "ckpt": ckpt.describe(),
+            "base_ckpt": base_ckpt.describe() if base_ckpt else None,
+            "generation": generation.to_dict(), "environment": env, "notes": list(self.model.notes),
+        }
+
+    # -- serving -----------------------------------------------------------------------------
+    def serve(self, stdin) -> None:
+        while True:
+            try:
+                header, arrays = read_frame(stdin)
+            except EOFError:
+                return
+            except ProtocolError as exc:
+                self.reply_error(exc, stage="protocol")
+                return
+            kind = header.get("type")
+            if kind == "shutdown":
+                return
+            if kind == "stats":
+                write_frame(self.out, {"type": "stats", "generations": self.generations, "memory": memory_report(),
+                                       "uptime": time.monotonic() - self.started})
+            elif kind == "generate":
+                self.handle_generate(header, arrays)
+            else:
+                write_frame(self.out, {"type": "error", "error_type": "ProtocolError", "field": "type",
+                                       "message": f"type: unknown message type {kind!r}", "traceback": ""})
+
+    def handle_generate(self, header: dict, arrays: dict) -> None:
+        try:
+            request = GenerationRequest.from_wire(header.get("request") or {}, arrays)
+            self.model.validate_request(request)
+        except RequestError as exc:
+            self.reply_error(exc, stage="validate", field=exc.field)
+            return
+        except Exception as exc:  # a wrapper's validate_request that crashed
+            self.reply_error(exc, stage="validate")
+            return
+        variant = header.get("variant", "ft")
+        self.model.nonfinite_seen = False
+        t0 = time.perf_counter()
+        try:
+            if variant == "zero_shot":
+                with self.model.zero_shot():
+                    frames = self.model.generate(request)
+            else:
+                frames = self.model.generate(request)
+        except Exception as exc:
+            self.reply_error(exc, stage="generate")
+            return
+        finally:
+            self.generations += 1
+        seconds = time.perf_counter() - t0
+        import numpy as np
+
+        if not isinstance(frames, np.ndarray) or frames.dtype.hasobject:
+            self.reply_error(TypeError(f"generate() returned {type(frames).__name__}"
+                                       f"{'' if not isinstance(frames, np.ndarray) else ' of dtype object'}; "
+                                       "expected a numpy uint8 array (B, T, 3, H, W)"), stage="generate")
+            return
+        write_frame(self.out, {"type": "result", "seconds": seconds, "variant": variant,
+                               "nonfinite": self.model.nonfinite_seen, "notes": list(self.model.notes),
+                               "generations": self.generations, "memory": memory_report()},
+                    {"frames": frames})
+
+    def reply_error(self, exc: BaseException, *, stage: str, field: str | None = None) -> None:
+        write_frame(self.out, {"type": "error", "stage": stage, "error_type": type(exc).__name__,
+                               "field": field, "message": str(exc),
+                               "traceback": "".join(traceback.format_exception(exc))})
+
+
+def load_wrapper_class(target: str):
+    """Import ``"module:Class"``; errors say which part is wrong."""
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"wrapper module {module_name!r} (from {target!r}) cannot be imported: {exc}") from exc
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise ImportError(f"wrapper module {module_name!r} has no class {class_name!r}") from None
+
+
+def resolve_base_path(ckpt: Checkpoint, given: str | None) -> Path:
+    """The FT checkpoint's zero-shot base: --base-ckpt-path, else the card's ``base_model``."""
+    if given:
+        return Path(given)
+    base = ckpt.card.get("base_model")
+    if not base:
+        raise CheckpointError(f"{ckpt.path}: no base checkpoint: give --base-ckpt-path, or name a local "
+                              f"base_model in the card ({ckpt.root / 'README.md'})")
+    path = Path(str(base)).expanduser()
+    if not path.is_absolute():
+        path = ckpt.root / path
+    if not path.exists():
+        raise CheckpointError(f"{ckpt.root / 'README.md'}: base_model {base!r} is not a local path "
+                              "(nothing is downloaded): give --base-ckpt-path")
+    return path
+
+
+def effective_generation(defaults: GenerationDefaults, ckpt: Checkpoint, options: dict) -> GenerationDefaults:
+    """Spec defaults, updated by the checkpoint card, updated by --wm-opt keys that name a setting."""
+    fields = {f.name for f in dataclasses.fields(GenerationDefaults)}
+    generation = defaults.updated(card_generation(ckpt.card))
+    return generation.updated({k: v for k, v in options.items() if k in fields})
+
+
+def configure_torch(threads: int, deterministic: bool, device: str) -> dict:
+    """Pin the thread count and, unless opted out, make torch deterministic; report what is in force."""
+    import torch
+
+    torch.set_num_threads(threads)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    env = {
+        "python": platform.python_version(), "torch": torch.__version__, "device": device,
+        "threads": torch.get_num_threads(), "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        "cuda": torch.version.cuda, "gpu": None,
+    }
+    try:
+        import diffusers
+
+        env["diffusers"] = diffusers.__version__
+    except ImportError:
+        env["diffusers"] = None
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return env
+
+
+def memory_report() -> dict:
+    """Host RSS now and at peak, and GPU memory allocated now and at peak, in bytes."""
+    import resource
+
+    import psutil
+
+    report = {"host_rss": psutil.Process().memory_info().rss,
+              "host_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+              "gpu_allocated": None, "gpu_peak": None}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        report["gpu_allocated"] = torch.cuda.memory_allocated()
+        report["gpu_peak"] = torch.cuda.max_memory_allocated()
+    return report
+
+
+def watch_parent() -> None:
+    """Exit when the pytest process that started us is gone (no orphan survives a killed session)."""
+    parent = os.getppid()
+
+    def loop():
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
+    threading.Thread(target=loop, daemon=True, name="watch-parent").start()
