@@ -95,7 +95,11 @@ def _default_to_loadgroup(config: pytest.Config) -> None:
     once the session starts, so changing it at configure time is in time.
     """
     explicit = any(a in ("--dist", "-d") or a.startswith("--dist=") for a in config.invocation_params.args)
-    if getattr(config.option, "numprocesses", None) and not explicit and config.option.dist == "load":
+    if explicit:
+        return
+    if hasattr(config, "workerinput"):  # an xdist worker tags nodeids with their group itself
+        config.option.loadgroup = True
+    elif getattr(config.option, "numprocesses", None) and config.option.dist == "load":
         config.option.dist = "loadgroup"
 
 

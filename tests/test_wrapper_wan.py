@@ -1,0 +1,212 @@
+"""wrappers.wan on real tiny models: wan21 (a diffusers pipeline folder) and FTwan21 (a LoRA over it).
+
+The wrappers are built the way the worker builds them: the registry's spec with the card's
+generation overrides applied, the checkpoint opened with open_checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from pytest_wiw import registry
+from pytest_wiw.checkpoint import card_generation, open_checkpoint
+from pytest_wiw.errors import CheckpointError
+from pytest_wiw.fingerprint import compare, file_fingerprints
+from pytest_wiw.request import GenerationRequest
+from wrappers.wan import TINY_GENERATION, WanImageToVideo
+
+IMAGE_HW = (40, 56)  # not the generation size, so the wrapper's resize runs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Pin torch to one thread, as the worker pins its count (faster and steadier on a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan")
+    base = WanImageToVideo.make_tiny("wan21", root / "wan21", seed=0)
+    ft = WanImageToVideo.make_tiny("FTwan21", root / "FTwan21", base=base, seed=1)
+    # The same LoRA with every lora_B zeroed: applying it must change nothing.
+    (lora_file,) = ft.glob("*.safetensors")
+    zero = root / "FTwan21-zero-B"
+    zero.mkdir()
+    with safe_open(str(lora_file), framework="pt") as fh:
+        metadata = fh.metadata()
+        tensors = {k: (torch.zeros_like(t) if ".lora_B." in k else t)
+                   for k in fh.keys() for t in [fh.get_tensor(k)]}
+    save_file(tensors, str(zero / lora_file.name), metadata=metadata)
+    shutil.copy(ft / "README.md", zero / "README.md")
+    return {"base": base, "ft": ft, "zero": zero, "lora_file": lora_file}
+
+
+def load(name, path, base=None):
+    ckpt = open_checkpoint(path)
+    spec = registry.get_spec(name)
+    spec = dataclasses.replace(spec, defaults=spec.defaults.updated(card_generation(ckpt.card)))
+    base_ckpt = open_checkpoint(base) if base is not None else None
+    return WanImageToVideo(spec, ckpt, base_ckpt=base_ckpt, device="cpu", dtype=torch.float32, options={})
+
+
+@pytest.fixture(scope="module")
+def base_wm(paths):
+    return load("wan21", paths["base"])
+
+
+@pytest.fixture(scope="module")
+def ft_wm(paths):
+    return load("FTwan21", paths["ft"], paths["base"])
+
+
+@pytest.fixture(scope="module")
+def zero_wm(paths):
+    return load("FTwan21", paths["zero"], paths["base"])
+
+
+def request(name, seed=(7, 11), batch=2):
+    rng = np.random.default_rng(123)
+    images = rng.integers(0, 256, (batch, 3, *IMAGE_HW), dtype=np.uint8)
+    actions = [[4, 1, 2, 1], [4, 3, 3, 1, 2]][:batch]
+    return GenerationRequest(images=images, actions=actions, task_type="navigation",
+                             seed=list(seed)[:batch], request_model_name=name)
+
+
+def levels(a, b):
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return int(d.max()), float(d.mean())
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+def test_tiny_checkpoints_have_the_real_layouts(paths):
+    base = open_checkpoint(paths["base"])
+    assert base.format == "diffusers"
+    assert card_generation(base.card) == TINY_GENERATION
+    assert sorted(p.name for p in paths["ft"].iterdir()) == ["README.md", "pytorch_lora_weights.safetensors"]
+    ft = open_checkpoint(paths["ft"])
+    assert ft.format == "lora" and ft.weight_file == paths["lora_file"].resolve()
+    assert ft.card["base_model"] == str(paths["base"])
+    assert card_generation(ft.card) == TINY_GENERATION
+    assert open_checkpoint(paths["lora_file"]).format == "lora"
+
+
+def test_wrong_checkpoint_kinds_are_refused(paths):
+    with pytest.raises(CheckpointError, match="LoRA"):
+        load("FTwan21", paths["base"], paths["base"])
+    with pytest.raises(CheckpointError, match="diffusers WanImageToVideoPipeline"):
+        load("wan21", paths["ft"])
+    with pytest.raises(CheckpointError, match="base"):
+        load("FTwan21", paths["ft"])
+
+
+# -- generation ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["base", "ft"])
+def test_output_is_uint8_video_of_the_effective_sizes(which, base_wm, ft_wm):
+    wm = {"base": base_wm, "ft": ft_wm}[which]
+    g = wm.generation
+    assert (g.height, g.width, g.num_output_frames) == (32, 48, 4)  # the card's overrides took effect
+    out = wm.generate(request(wm.spec.name))
+    assert out.dtype == np.uint8
+    assert out.shape == (2, g.num_output_frames, 3, g.out_height, g.out_width)
+    assert out.std() > 0
+
+
+def test_same_seed_is_bitwise_equal_and_another_seed_differs(base_wm):
+    a = base_wm.generate(request("wan21"))
+    assert np.array_equal(a, base_wm.generate(request("wan21")))
+    c = base_wm.generate(request("wan21", seed=(8, 12)))
+    assert levels(a, c)[1] > 0.5
+
+
+def test_batch_item_equals_the_item_alone(ft_wm):
+    req = request("FTwan21")
+    batch = ft_wm.generate(req)
+    tol = ft_wm.spec.tolerances
+    for i in range(req.batch_size):
+        max_abs, mean_abs = levels(batch[i], ft_wm.generate(req.item(i))[0])
+        assert max_abs <= tol.batch_max_abs and mean_abs <= tol.batch_mean_abs, (i, max_abs, mean_abs)
+
+
+def test_items_of_one_seed_differ_by_their_image_and_actions(base_wm):
+    out = base_wm.generate(request("wan21", seed=(5, 5)))
+    assert not np.array_equal(out[0], out[1])
+
+
+# -- LoRA and the zero-shot baseline ----------------------------------------------------------------------
+def test_ft_differs_from_zero_shot_which_equals_the_base(base_wm, ft_wm):
+    ft = ft_wm.generate(request("FTwan21"))
+    with ft_wm.zero_shot():
+        zero = ft_wm.generate(request("FTwan21"))
+        with ft_wm.zero_shot():  # nesting keeps the adapter off until the outer exit
+            pass
+        assert np.array_equal(zero, ft_wm.generate(request("FTwan21")))
+    assert levels(ft, zero)[1] > 0.1
+    assert np.array_equal(zero, base_wm.generate(request("wan21")))
+    assert np.array_equal(ft, ft_wm.generate(request("FTwan21")))  # adapter back on after the context
+
+
+def test_zero_shot_is_restored_after_an_error(ft_wm):
+    ft = ft_wm.generate(request("FTwan21", batch=1))
+    with pytest.raises(RuntimeError):
+        with ft_wm.zero_shot():
+            raise RuntimeError("boom")
+    assert np.array_equal(ft, ft_wm.generate(request("FTwan21", batch=1)))
+
+
+def test_zero_shot_type_has_no_zero_shot_context(base_wm):
+    with pytest.raises(NotImplementedError):
+        base_wm.zero_shot()
+
+
+def test_lora_with_zero_b_changes_nothing(base_wm, zero_wm):
+    out = zero_wm.generate(request("FTwan21"))
+    assert np.array_equal(out, base_wm.generate(request("wan21")))
+    with zero_wm.zero_shot():
+        assert np.array_equal(out, zero_wm.generate(request("FTwan21")))
+
+
+# -- fingerprints -------------------------------------------------------------------------------------------
+def mismatches(wm, ckpt):
+    running = wm.weight_fingerprints()
+    keys = ckpt.fingerprint_keys()
+    assert sorted(running) == sorted(keys), "every checkpoint tensor has a running tensor"
+    expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
+    return {k: msg for k in keys if (msg := compare(k, running[k], expected[k]))}
+
+
+@pytest.mark.parametrize("which", ["base", "ft", "zero"])
+def test_running_fingerprints_agree_with_the_files(which, base_wm, ft_wm, zero_wm):
+    wm = {"base": base_wm, "ft": ft_wm, "zero": zero_wm}[which]
+    assert mismatches(wm, wm.ckpt) == {}
+
+
+def test_ft_fingerprint_keys_are_lora_tensors(ft_wm):
+    keys = ft_wm.ckpt.fingerprint_keys()
+    assert keys and all(k.startswith("transformer.blocks.") and ".lora_" in k for k in keys)
+    t = ft_wm.running_tensor("transformer.blocks.0.attn1.to_q.lora_A.weight")
+    assert t is ft_wm.pipe.transformer.get_parameter("blocks.0.attn1.to_q.lora_A.wiw_ft.weight")
+
+
+def test_fingerprints_catch_a_different_lora(zero_wm, paths):
+    # The zero-B model against the real LoRA file: lora_A agrees, every sampled lora_B differs.
+    bad = mismatches(zero_wm, open_checkpoint(paths["ft"]))
+    assert bad and all(".lora_B." in k for k in bad)
+    assert set(bad) == {k for k in open_checkpoint(paths["ft"]).fingerprint_keys() if ".lora_B." in k}
+
+
+def test_unknown_keys_have_no_running_tensor(ft_wm):
+    assert ft_wm.running_tensor("transformer.blocks.0.attn1.to_q.lora_A.bias") is None
+    assert ft_wm.running_tensor("transformer.blocks.9.attn1.to_q.lora_A.weight") is None
+    assert ft_wm.running_tensor("text_encoder.encoder.block.0.lora_A.weight") is None
+    assert ft_wm.running_tensor("transformer.blocks.0.attn1.to_q.weight") is None
