@@ -160,9 +160,40 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-# 7. teardown ---------------------------------------------------------------------------------------
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    wiw = session.config.stash.get(_SESSION_KEY, None)
-    if wiw is not None:
-        wiw.close()
+# 7. teardown and the cost summary -------------------------------------------------------------------
+_COUNTS_KEY = pytest.StashKey[dict]()
 
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    wiw = config.stash.get(_SESSION_KEY, None)
+    if wiw is None:
+        return
+    wiw.close()
+    counts = wiw.pool.counts()
+    if hasattr(config, "workeroutput"):  # an xdist worker: the controller adds these up
+        config.workeroutput["wiw_counts"] = counts
+    else:
+        _merge_counts(config, counts)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    _merge_counts(node.config, getattr(node, "workeroutput", {}).get("wiw_counts", {}))
+
+
+def _merge_counts(config: pytest.Config, counts: dict) -> None:
+    total = config.stash.setdefault(_COUNTS_KEY, {})
+    for wm_type, entry in counts.items():
+        mine = total.setdefault(wm_type, {"loads": 0, "generations": 0})
+        for key in mine:
+            mine[key] += entry.get(key, 0)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    counts = config.stash.get(_COUNTS_KEY, None)
+    if not counts:
+        return
+    terminalreporter.section("wiw: loads and generation calls")
+    for wm_type, entry in sorted(counts.items()):
+        terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} generation call(s)")

@@ -84,10 +84,11 @@ class WorkerHandle:
         """Send a request as given, unvalidated (the bad-request check uses this)."""
         if self.failure:
             raise WorkerError(self.failure)
-        self.generation_calls += 1
         reply, out = self.process.request({"type": "generate", "variant": variant, "request": request_header},
                                           arrays, self.settings.request_timeout,
                                           f"while generating ({self.key.wm_type}, {variant})")
+        if reply["type"] == "result" or reply.get("stage") == "generate":
+            self.generation_calls += 1  # rejected requests never reach the model and cost nothing
         if reply["type"] == "error":
             raise RequestRejected(reply)
         if reply["type"] != "result" or "frames" not in out:
@@ -146,6 +147,15 @@ class WorkerPool:
                               f"\n{reply.get('traceback', '')}{process.log_tail_text()}")
             process.kill("failed to load")
         return handle
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Worker loads and generation calls per wm_type: what the session cost (DESIGN §9)."""
+        out: dict[str, dict[str, int]] = {}
+        for key, handle in self.handles.items():
+            entry = out.setdefault(key.wm_type, {"loads": 0, "generations": 0})
+            entry["loads"] += 1 if handle.process is not None else 0
+            entry["generations"] += handle.generation_calls
+        return out
 
     def close_all(self) -> None:
         """End every worker's process group (idempotent). Logs stay in ``log_dir`` for post-mortems."""

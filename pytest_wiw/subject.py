@@ -57,8 +57,11 @@ class ResultStore:
         self._results: dict[tuple, Generation] = {}
         self.generations = 0
 
-    def run(self, handle: WorkerHandle, request: GenerationRequest, variant: str, label: str) -> Generation:
-        key = (handle.key, request.content_digest(), tuple(request.seeds), variant)
+    def run(self, handle: WorkerHandle, request: GenerationRequest, variant: str, label: str,
+            repeat: int = 0) -> Generation:
+        """The generation for this key, run on first use. ``repeat`` > 0 asks for a deliberate rerun
+        of the same request (seed determinism needs G3 to be a call of its own, not G1 again)."""
+        key = (handle.key, request.content_digest(), tuple(request.seeds), variant, repeat)
         if key not in self._results:
             self.generations += 1
             gen = Generation(label)
@@ -147,7 +150,7 @@ class WMSubject:
                 g2 = self.store.run(handle, batch, "ft", f"G2 (batch of R with seeds {s2}, {s})")
             else:
                 g2 = self.store.run(handle, r.with_seed(s2), "ft", f"G2 (R, seed {s2}, alone: --wm-max-batch 1)")
-            g3 = self.store.run(handle, r, "ft", "G3 (R, seed s, after G2)")
+            g3 = self.store.run(handle, r, "ft", "G3 (R, seed s, after G2)", repeat=1)
             z = self.store.run(handle, r, "zero_shot", "Z (R, seed s, zero-shot)") if self.spec.is_ft else None
             self._floor = Floor(g1, g2, g3, z)
         return self._floor

@@ -19,7 +19,7 @@ def _legacy(script: str, what: str) -> str:
 register_wm(
     "svd", wrapper="wrappers.svd:StableVideoDiffusion", category="text", tasks=ALL_TASKS,
     defaults=GenerationDefaults(height=576, width=1024, out_height=576, out_width=1024,
-                                num_frames=14, num_output_frames=14, steps=25),
+                                num_frames=14, num_output_frames=14, steps=25, guidance_scale=3.0),
     env=DIFFUSERS_ENV,
     notes="image-only conditioning: actions do not change SVD's output",
 )

@@ -1,0 +1,146 @@
+"""Deliberately defective world models: each breaks one rule a conformance check exists to catch.
+
+They are real tiny models (the svd and Wan wrappers) with one defect each, imported by worker
+processes from this folder (the tests put it on PYTHONPATH) and registered by the pytester
+conftest that ``DEFECTIVE_CONFTEST`` writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from pytest_wiw.api import GenerationRequest
+from wrappers.svd import StableVideoDiffusion
+from wrappers.wan import ADAPTER_NAME, WanImageToVideo
+
+
+class UnseededSVD(StableVideoDiffusion):
+    """Draws noise from generators seeded by the OS, not by the request (WIW's svd, ltx, cosmos20...)."""
+
+    def generators(self, request):
+        return [torch.Generator("cpu").manual_seed(torch.seed()) for _ in request.seeds]
+
+
+class KeptGeneratorSVD(StableVideoDiffusion):
+    """Builds one generator at load and advances it with every request (WIW's wan22 and igen)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._generator = torch.Generator("cpu").manual_seed(0)
+
+    def generators(self, request):
+        return [self._generator for _ in request.seeds]
+
+
+class SharedBatchGeneratorSVD(StableVideoDiffusion):
+    """Seeds one generator from the first item's seed and shares it across the batch."""
+
+    def generators(self, request):
+        shared = torch.Generator("cpu").manual_seed(request.seeds[0])
+        return [shared for _ in request.seeds]
+
+
+class FixedSeedSVD(StableVideoDiffusion):
+    """Ignores the request's seed: every call uses seed 0."""
+
+    def generators(self, request):
+        return [torch.Generator("cpu").manual_seed(0) for _ in request.seeds]
+
+
+class FloatOutputSVD(StableVideoDiffusion):
+    """Returns float frames in [0, 1] instead of uint8."""
+
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        return super().generate(request).astype(np.float32) / 255.0
+
+
+class ShortOutputSVD(StableVideoDiffusion):
+    """Returns one frame fewer than num_output_frames."""
+
+    def generate(self, request: GenerationRequest) -> np.ndarray:
+        return super().generate(request)[:, :-1]
+
+
+class IgnoresCheckpointSVD(StableVideoDiffusion):
+    """Loads the checkpoint, then re-initialises the UNet: the weights that run are not the checkpoint's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            for param in self.pipe.unet.parameters():
+                param.normal_(0.0, 0.02)
+
+
+class AnyNameSVD(StableVideoDiffusion):
+    """Accepts a request meant for another model (skips the request_model_name comparison)."""
+
+    def validate_request(self, request):
+        if request.request_model_name != self.spec.name:
+            return
+        super().validate_request(request)
+
+
+class CrashOnLoadSVD(StableVideoDiffusion):
+    """Dies while loading, as a wrapper with a missing dependency would."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("CUDA error: out of memory (simulated by the defective test wrapper)")
+
+
+class IgnoresLoraWan(WanImageToVideo):
+    """Loads the LoRA file but zeroes its lora_B in memory: the checkpoint is read, never applied."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with torch.no_grad():
+            for name, param in self.pipe.transformer.named_parameters():
+                if f"lora_B.{ADAPTER_NAME}" in name:
+                    param.zero_()
+
+
+class LeakyZeroShotWan(WanImageToVideo):
+    """zero_shot() only halves the adapter instead of switching it off: a dishonest baseline."""
+
+    @contextlib.contextmanager
+    def _adapter_off(self):
+        self.pipe.set_adapters([ADAPTER_NAME], [0.5])
+        try:
+            yield
+        finally:
+            self.pipe.set_adapters([ADAPTER_NAME], [1.0])
+
+
+# The conftest a pytester run uses to register them (each is a defective copy of svd or FTwan21).
+DEFECTIVE_CONFTEST = '''
+from pathlib import Path
+
+from pytest_wiw.registry import get_spec, register_wm
+
+UNPINNED = Path(__file__).parent / "unpinned-env.txt"
+UNPINNED.write_text("torch>=2.0\\ndiffusers\\n")
+
+
+def _copy(name, of, wrapper, env=None):
+    spec = get_spec(of)
+    register_wm(name, wrapper="defective_wms:" + wrapper, category=spec.category, base=spec.base,
+                finetune=spec.finetune, tasks=spec.tasks, defaults=spec.defaults,
+                env=env or str(spec.env_path()))
+
+
+_copy("svd-unseeded", "svd", "UnseededSVD")
+_copy("svd-kept-generator", "svd", "KeptGeneratorSVD")
+_copy("svd-shared-batch-generator", "svd", "SharedBatchGeneratorSVD")
+_copy("svd-fixed-seed", "svd", "FixedSeedSVD")
+_copy("svd-float-output", "svd", "FloatOutputSVD")
+_copy("svd-short-output", "svd", "ShortOutputSVD")
+_copy("svd-ignores-checkpoint", "svd", "IgnoresCheckpointSVD")
+_copy("svd-any-name", "svd", "AnyNameSVD")
+_copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
+_copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
+_copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
+_copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")
+'''
