@@ -105,13 +105,13 @@ def _default_to_loadgroup(config: pytest.Config) -> None:
 
 # 4. collection and parametrization -------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "wm_type" not in metafunc.fixturenames:
-        return
+    check = metafunc.definition.get_closest_marker("wm_check")
+    if check is None or "wm_type" not in metafunc.fixturenames:
+        return  # only conformance checks (marked wm_check) are parametrized over wm_types
     selection = metafunc.config.stash.get(_SELECTION_KEY, None)
     names = selection.wm_types if selection else []
-    check = metafunc.definition.get_closest_marker("wm_check")
-    check_name = check.args[0] if check else metafunc.function.__name__
-    ft_only = bool(check and check.kwargs.get("ft_only"))
+    check_name = check.args[0]
+    ft_only = bool(check.kwargs.get("ft_only"))
     params = []
     for name in names:
         spec = selection.registry[name]

@@ -1,0 +1,95 @@
+"""Shared fixtures of the project's own tests: pytester runs of the plugin on real tiny models."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+TESTS_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS_DIR))  # defective_wms, importable here and (via PYTHONPATH) in workers
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """One tiny-checkpoint cache for the whole test session (each pytester run reuses its builds)."""
+    return tmp_path_factory.getbasetemp() / "tiny-cache"
+
+
+def make_checks_dir(path: Path) -> Path:
+    """A folder to run the plugin in: its conftest registers the defective wrappers."""
+    from defective_wms import DEFECTIVE_CONFTEST
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "conftest.py").write_text(DEFECTIVE_CONFTEST)
+    return path
+
+
+@pytest.fixture
+def checks_dir(tmp_path: Path) -> Path:
+    return make_checks_dir(tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def run_env(tiny_cache: Path) -> dict[str, str]:
+    """Environment of a plugin run: the shared tiny cache, and the defective wrappers importable."""
+    env = dict(os.environ)
+    env["PYTEST_WIW_CACHE"] = str(tiny_cache)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH")) if p)
+    env.pop("PYTEST_XDIST_WORKER", None)  # our own xdist worker must not leak into the run under test
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+@dataclass
+class Check:
+    outcome: str  # passed | failed | skipped | error
+    message: str
+    properties: dict
+
+
+@dataclass
+class ChecksRun:
+    """A run of pytest with the plugin, in a subprocess, read back from its junit XML."""
+
+    returncode: int
+    output: str
+    checks: dict[str, Check]
+
+    def __getitem__(self, test_id: str) -> Check:
+        if test_id not in self.checks:
+            raise KeyError(f"{test_id} did not run; ran: {sorted(self.checks)}\n{self.output[-5000:]}")
+        return self.checks[test_id]
+
+    def of(self, wm_type: str) -> dict[str, Check]:
+        suffix = f"[{wm_type}]"
+        return {k: v for k, v in self.checks.items() if k.endswith(suffix)}
+
+
+def run_checks(workdir: Path, env: dict[str, str], *args: str, timeout: float = 900) -> ChecksRun:
+    """Run ``pytest ARGS`` in ``workdir``; each check's outcome keyed by ``test_x[wm_type]``."""
+    junit = workdir / f"junit-{len(list(workdir.glob('junit-*.xml')))}.xml"
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", f"--junitxml={junit}", *args]
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    checks = {}
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            name = re.sub(r"@[^\]]*$", "", case.get("name"))
+            outcome, message = "passed", ""
+            for tag in ("failure", "error", "skipped"):
+                node = case.find(tag)
+                if node is not None:
+                    outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                    message = (node.get("message") or "") + "\n" + (node.text or "")
+                    break
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            checks[name] = Check(outcome, message, props)
+    return ChecksRun(proc.returncode, proc.stdout + "\n" + proc.stderr, checks)
