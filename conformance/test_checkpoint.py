@@ -34,7 +34,7 @@ def test_checkpoint_readable(wm, record_property):
 def test_checkpoint_loads(wm, record_property):
     """The worker reaches ready, and every checkpoint tensor lands in the running model."""
     ready = require(wm.ready, "loading")
-    record(record_property, wm, load_seconds=round(ready["load_seconds"], 3),
+    record(record_property, wm, worker_pid=ready["pid"], load_seconds=round(ready["load_seconds"], 3),
            load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
     unmapped = ready["unmapped_keys"]
     if unmapped:

@@ -76,7 +76,7 @@ class WorldModel(ABC):
         module = modules.get(component or "")
         if module is None:
             return None
-        return _lookup_tensor(module, name)
+        return lookup_tensor(module, name)
 
     def components(self) -> dict[str, object]:
         """The running torch modules by component name (``transformer``, ``vae``, ...)."""
@@ -192,7 +192,8 @@ def frame_indices(available: int, wanted: int, notes: list[str] | None = None) -
     return idx
 
 
-def _lookup_tensor(module, name: str):
+def lookup_tensor(module, name: str):
+    """The parameter or buffer ``name`` of a torch module, or None."""
     try:
         return module.get_parameter(name)
     except AttributeError:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, write_card
+from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, lookup_tensor, write_card
 
 #: Name of the peft adapter the FT LoRA is loaded as; running LoRA parameters carry it in their names.
 ADAPTER_NAME = "wiw_ft"
@@ -146,10 +146,7 @@ class WanImageToVideo(WorldModel):
                 break
         else:
             return None
-        try:
-            return module.get_parameter(".".join(parts))
-        except AttributeError:
-            return None
+        return lookup_tensor(module, ".".join(parts))
 
     # -- tiny checkpoints ----------------------------------------------------------------------------
     @classmethod

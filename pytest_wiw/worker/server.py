@@ -50,7 +50,7 @@ class Worker:
         base_ckpt = None
         if spec.is_ft:
             base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path), allow_pickle=allow_pickle)
-        generation = effective_generation(spec.defaults, ckpt, cfg.get("options") or {})
+        generation = effective_generation(spec.defaults, [base_ckpt, ckpt], cfg.get("options") or {})
         spec = dataclasses.replace(spec, defaults=generation)
 
         dtype = getattr(torch, cfg.get("dtype", "float32"))
@@ -165,10 +165,15 @@ def resolve_base_path(ckpt: Checkpoint, given: str | None) -> Path:
     return path
 
 
-def effective_generation(defaults: GenerationDefaults, ckpt: Checkpoint, options: dict) -> GenerationDefaults:
-    """Spec defaults, updated by the checkpoint card, updated by --wm-opt keys that name a setting."""
+def effective_generation(defaults: GenerationDefaults, ckpts: list[Checkpoint | None],
+                         options: dict) -> GenerationDefaults:
+    """Spec defaults, updated by each card in turn (an FT's base, then the FT checkpoint), then by
+    the --wm-opt keys that name a generation setting."""
     fields = {f.name for f in dataclasses.fields(GenerationDefaults)}
-    generation = defaults.updated(card_generation(ckpt.card))
+    generation = defaults
+    for ckpt in ckpts:
+        if ckpt is not None:
+            generation = generation.updated(card_generation(ckpt.card))
     return generation.updated({k: v for k, v in options.items() if k in fields})
 
 
