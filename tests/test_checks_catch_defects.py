@@ -14,7 +14,7 @@ CORRECT = ("svd", "wan21", "FTwan21")
 DEFECTIVE = (
     "svd-unseeded", "svd-kept-generator", "svd-shared-batch-generator", "svd-fixed-seed", "svd-float-output",
     "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-crash-on-load", "svd-unpinned-env",
-    "FTwan21-ignores-lora", "FTwan21-leaky-zero-shot",
+    "FTwan21-ignores-lora", "FTwan21-leaky-zero-shot", "svd-unseeded-declared", "svd-wrongly-declared",
 )
 
 # (defective wm_type, check that must fail, words its message must contain)
@@ -96,3 +96,10 @@ def test_loads_and_generations_counted(run):
     assert "svd: 1 load(s), 3 generation call(s)" in run.output
     assert "wan21: 1 load(s), 3 generation call(s)" in run.output
     assert "FTwan21: 1 load(s), 4 generation call(s)" in run.output
+
+
+def test_declared_failures_run_as_strict_xfail(run):
+    assert run["test_seed_determinism[svd-unseeded-declared]"].outcome == "skipped"  # junit: xfail -> skipped
+    assert "upstream draws noise without a seed" in run["test_seed_determinism[svd-unseeded-declared]"].message
+    wrongly = run["test_seed_determinism[svd-wrongly-declared]"]
+    assert wrongly.outcome == "failed" and "XPASS(strict)" in wrongly.message, wrongly

@@ -116,7 +116,6 @@ class WorkerProcess:
 
     # -- logs and teardown -------------------------------------------------------------------
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
-        self._log.flush()
         try:
             with open(self.log_path, "rb") as fh:
                 fh.seek(max(0, os.path.getsize(self.log_path) - 64 * 1024))
