@@ -115,15 +115,15 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("F", "BF"))
 
 
-def open_checkpoint(path: str | Path, *, allow_pickle: bool = False) -> Checkpoint:
+def open_checkpoint(path: str | Path) -> Checkpoint:
     """Resolve ``path`` to a Checkpoint, or raise CheckpointError naming the file and the cause."""
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder (check --ckpt-path)")
     path = path.resolve()
     if path.is_file():
-        return _open_file(path, allow_pickle)
-    weights = _weight_files(path, allow_pickle)
+        return _open_file(path)
+    weights = _weight_files(path)
     if not weights:
         raise CheckpointError(f"{path}: the folder holds no .safetensors weights "
                               "(an empty or incomplete download?)")
@@ -143,29 +143,28 @@ def open_checkpoint(path: str | Path, *, allow_pickle: bool = False) -> Checkpoi
     return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card)
 
 
-def _open_file(path: Path, allow_pickle: bool) -> Checkpoint:
-    if path.name.endswith(PICKLE_SUFFIXES) and not allow_pickle:
-        raise CheckpointError(f"{path}: pickle checkpoints are refused (loading one can run code); "
-                              "convert it to .safetensors, or pass --wm-allow-pickle to load it with "
-                              "torch.load(weights_only=True)")
+def _open_file(path: Path) -> Checkpoint:
+    if path.name.endswith(PICKLE_SUFFIXES):
+        raise CheckpointError(f"{path}: pickle checkpoints are refused (loading one can run code): "
+                              "convert it to .safetensors")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: not a .safetensors file")
     fmt = "lora" if _looks_like_lora(path) else "safetensors"
     return Checkpoint(path=path, format=fmt, files=(path,), card=read_card(path.parent))
 
 
-def _weight_files(folder: Path, allow_pickle: bool) -> list[Path]:
+def _weight_files(folder: Path) -> list[Path]:
     files = []
     for f in sorted(folder.rglob("*")):
-        if not f.is_file():
-            continue
         if f.is_symlink() and not _inside(f.resolve(), folder):
             raise CheckpointError(f"{f}: symlink leads outside the checkpoint folder (to {f.resolve()})")
+        if not f.is_file():
+            continue
         if f.suffix == ".safetensors":
             files.append(f)
-        elif f.name.endswith(PICKLE_SUFFIXES) and not allow_pickle:
-            raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code); convert "
-                                  "to .safetensors or pass --wm-allow-pickle")
+        elif f.name.endswith(PICKLE_SUFFIXES):
+            raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
+                                  "them to .safetensors")
     return files
 
 
@@ -217,7 +216,7 @@ def _tensor_info(file: Path, name: str, entry: object, data_len: int) -> TensorI
         dtype, shape, (start, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
     except (TypeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{file}: tensor {name!r} has a malformed header entry") from exc
-    if dtype not in SAFETENSORS_DTYPES:
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
         raise CheckpointError(f"{file}: tensor {name!r} has unknown dtype {dtype!r}")
     if any(not isinstance(d, int) or d < 0 for d in shape):
         raise CheckpointError(f"{file}: tensor {name!r} has an invalid shape {list(shape)}")

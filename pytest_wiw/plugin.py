@@ -47,8 +47,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="smallest mean |FT - zero-shot| in uint8 levels that counts as a change (default 1)")
     group.addoption("--wm-max-batch", default="2", metavar="N",
                     help="largest batch sent to a worker; 1 for models too big for a batch of two")
-    group.addoption("--wm-allow-pickle", action="store_true",
-                    help="load pickle checkpoints (.bin .pt ...) with torch.load(weights_only=True)")
     group.addoption("--wm-nondeterministic", action="store_true",
                     help="do not force torch's deterministic algorithms in the workers")
     group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")

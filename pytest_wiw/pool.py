@@ -38,7 +38,6 @@ class PoolSettings:
     request_timeout: float = 1800.0
     python: str = sys.executable
     tiny_cache: str = ""
-    allow_pickle: bool = False
     options: dict = field(default_factory=dict)
     worker_index: int = 0
 
@@ -122,7 +121,7 @@ class WorkerPool:
             "spec": spec.to_dict(), "base_spec": base_spec.to_dict() if base_spec else None,
             "ckpt": key.ckpt, "base_ckpt": key.base_ckpt, "device": device, "dtype": self.settings.dtype,
             "threads": self.settings.threads, "deterministic": self.settings.deterministic,
-            "allow_pickle": self.settings.allow_pickle, "options": self.settings.options,
+            "options": self.settings.options,
             "tiny_cache": self.settings.tiny_cache,
         }
         log = self.log_dir / f"{spec.name}.log"

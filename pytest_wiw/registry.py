@@ -44,7 +44,10 @@ class GenerationDefaults:
         for key, value in overrides.items():
             if key not in known:
                 raise SpecError(f"generation setting {key!r} is unknown; known: {', '.join(known)}")
-            values[key] = float(value) if key == "guidance_scale" else int(value)
+            try:
+                values[key] = float(value) if key == "guidance_scale" else int(value)
+            except (TypeError, ValueError):
+                raise SpecError(f"generation setting {key!r}: expected a number, got {value!r}") from None
         return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict:
@@ -186,6 +189,11 @@ def _check_spec(spec: WMSpec) -> None:
         raise SpecError(f"{where}: name must be letters, digits, '_', '.', '-' (it becomes a test id)")
     if spec.category not in CATEGORIES:
         raise SpecError(f"{where}: category must be one of {', '.join(CATEGORIES)}, got {spec.category!r}")
+    if spec.category == "FTtext" and not spec.base:
+        raise SpecError(f"{where}: an FT type needs base='<zero-shot wm_type>', e.g. base='wan21'")
+    bad_tasks = [t for t in spec.tasks if t not in TASKS]
+    if not spec.tasks or bad_tasks:
+        raise SpecError(f"{where}: tasks must be a non-empty subset of {TASKS}, got {spec.tasks!r}")
     if spec.wrapper is None:
         if not spec.unavailable:
             raise SpecError(f"{where}: without a wrapper, give unavailable='why it cannot run here'")
@@ -196,14 +204,9 @@ def _check_spec(spec: WMSpec) -> None:
     if spec.defaults is None:
         raise SpecError(f"{where}: defaults=GenerationDefaults(height=..., width=..., out_height=..., "
                         "out_width=..., num_frames=..., steps=...) is required")
-    if spec.category == "FTtext" and not spec.base:
-        raise SpecError(f"{where}: an FT type needs base='<zero-shot wm_type>', e.g. base='wan21'")
     if spec.base and spec.finetune not in FINETUNE_KINDS:
         raise SpecError(f"{where}: finetune must say how the checkpoint applies: one of "
                         f"{', '.join(FINETUNE_KINDS)}, got {spec.finetune!r}")
-    bad_tasks = [t for t in spec.tasks if t not in TASKS]
-    if not spec.tasks or bad_tasks:
-        raise SpecError(f"{where}: tasks must be a non-empty subset of {TASKS}, got {spec.tasks!r}")
     if spec.max_batch < 1:
         raise SpecError(f"{where}: max_batch must be at least 1")
 

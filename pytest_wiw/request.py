@@ -103,19 +103,23 @@ class GenerationRequest:
         h = hashlib.sha256()
         h.update(str(self.images.shape).encode())
         h.update(np.ascontiguousarray(self.images).tobytes())
-        h.update(json.dumps([self.actions, self.task_type, self.extra], sort_keys=True).encode())
+        h.update(json.dumps([self._wire_actions(), self.task_type, self.extra], sort_keys=True).encode())
         return h.hexdigest()
 
     # -- wire form (see pytest_wiw.worker.protocol) -------------------------------------------
     def to_wire(self) -> tuple[dict, dict[str, np.ndarray]]:
         header = {
-            "actions": [list(map(int, a)) if not isinstance(a, str) else a for a in self.actions],
+            "actions": self._wire_actions(),
             "task_type": self.task_type,
-            "seed": self.seed,
+            "seed": [int(s) for s in self.seed] if isinstance(self.seed, list) else int(self.seed),
             "request_model_name": self.request_model_name,
             "extra": self.extra,
         }
         return header, {"images": self.images}
+
+    def _wire_actions(self) -> list:
+        """Actions as JSON-able values: id sequences as lists of int, instructions as str."""
+        return [a if isinstance(a, str) else [int(i) for i in a] for a in self.actions]
 
     @classmethod
     def from_wire(cls, header: dict, arrays: dict[str, np.ndarray]) -> "GenerationRequest":

@@ -50,7 +50,7 @@ def parse_selection(option) -> Selection:
         load_timeout=parse_float("--wm-load-timeout", option.wm_load_timeout),
         request_timeout=parse_float("--wm-timeout", option.wm_timeout),
         python=parse_python(option.wm_worker_python),
-        tiny_cache=str(default_cache_dir()), allow_pickle=option.wm_allow_pickle,
+        tiny_cache=str(default_cache_dir()),
         options=parse_options(option.wm_opt), worker_index=xdist_worker_index(),
     )
     return Selection(

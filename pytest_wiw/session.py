@@ -21,7 +21,7 @@ class WiwSession:
             base_spec = sel.registry.get(spec.base) if spec.base else None
             self.subjects[wm_type] = WMSubject(
                 spec, base_spec, sel.ckpt.get(wm_type), sel.base_ckpt.get(wm_type), self.pool, self.store,
-                seed=sel.seed, max_batch=sel.max_batch, allow_pickle=sel.settings.allow_pickle)
+                seed=sel.seed, max_batch=sel.max_batch)
         return self.subjects[wm_type]
 
     def selected(self, wm_type: str) -> bool:

@@ -87,7 +87,7 @@ class WMSubject:
     """The session state of one wm_type: resolved lazily, shared by all of its checks."""
 
     def __init__(self, spec: WMSpec, base_spec: WMSpec | None, ckpt: str | None, base_ckpt: str | None,
-                 pool: WorkerPool, store: ResultStore, seed: int, max_batch: int, allow_pickle: bool):
+                 pool: WorkerPool, store: ResultStore, seed: int, max_batch: int):
         self.spec = spec
         self.base_spec = base_spec
         self.ckpt_arg = ckpt
@@ -96,7 +96,6 @@ class WMSubject:
         self.store = store
         self.seed = seed
         self.max_batch = min(max_batch, spec.max_batch)
-        self.allow_pickle = allow_pickle
         self._handle: WorkerHandle | None = None
         self._floor: Floor | None = None
         self.metrics: dict[str, object] = {}
@@ -107,13 +106,13 @@ class WMSubject:
         path = self.ckpt_arg
         if path is None:
             path = self.ready()["ckpt"]["path"]
-        return open_checkpoint(path, allow_pickle=self.allow_pickle)
+        return open_checkpoint(path)
 
     def worker(self) -> WorkerHandle:
         if self._handle is None:
             if self.ckpt_arg is not None:
                 try:  # never start a worker on a checkpoint that fails to open here
-                    open_checkpoint(self.ckpt_arg, allow_pickle=self.allow_pickle)
+                    open_checkpoint(self.ckpt_arg)
                 except CheckpointError as exc:
                     handle = WorkerHandle(None, self.spec, None, self.pool.settings)
                     handle.failure = f"checkpoint not loaded: {exc}"

@@ -41,7 +41,7 @@ def encode_frame(header: dict, arrays: dict[str, np.ndarray] | None = None) -> b
         if array.dtype.hasobject:
             raise ProtocolError(f"array {name!r} has dtype object; only plain numeric arrays travel")
         buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+        np.lib.format.write_array(buf, array, allow_pickle=False)  # keeps 0-d arrays 0-d
         blobs.append((name, buf.getvalue()))
     head = dict(header)
     head["arrays"] = [[name, len(blob)] for name, blob in blobs]
@@ -90,13 +90,34 @@ def decode_body(total: int, read) -> tuple[dict, dict[str, np.ndarray]]:
     if not isinstance(header, dict) or "type" not in header:
         raise ProtocolError("header must be a JSON object with a 'type'")
     listed = header.pop("arrays", [])
-    if sum(int(n) for _, n in listed) != total - 4 - head_len:
+    if not isinstance(listed, list) or not all(
+            isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], int) and e[1] >= 0
+            for e in listed):
+        raise ProtocolError("header 'arrays' must be [[name, nbytes], ...]")
+    if sum(n for _, n in listed) != total - 4 - head_len:
         raise ProtocolError("array sizes in the header do not add up to the frame length")
     arrays = {}
     for name, nbytes in listed:
-        blob = read(int(nbytes))
-        try:
-            arrays[name] = np.lib.format.read_array(io.BytesIO(blob), allow_pickle=False)
-        except ValueError as exc:  # includes "Object arrays cannot be loaded when allow_pickle=False"
-            raise ProtocolError(f"array {name!r} is not a plain .npy array: {exc}") from exc
+        arrays[name] = _read_npy(name, read(nbytes))
     return header, arrays
+
+
+def _read_npy(name: str, blob: bytes) -> np.ndarray:
+    """A plain array from .npy bytes; its header must describe exactly the bytes that follow it."""
+    fp = io.BytesIO(blob)
+    try:
+        version = np.lib.format.read_magic(fp)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fp)
+    except (ValueError, EOFError) as exc:
+        raise ProtocolError(f"array {name!r} is not a plain .npy array: {exc}") from exc
+    if dtype.hasobject:
+        raise ProtocolError(f"array {name!r} has dtype object (allow_pickle=False): only plain arrays travel")
+    count = 1
+    for dim in shape:
+        count *= dim
+    if count * dtype.itemsize != len(blob) - fp.tell():
+        raise ProtocolError(f"array {name!r}: its .npy header describes {count * dtype.itemsize} bytes, "
+                            f"the frame carries {len(blob) - fp.tell()}")
+    data = np.frombuffer(blob, dtype=dtype, count=count, offset=fp.tell())
+    return (data.reshape(shape[::-1]).T if fortran else data.reshape(shape)).copy()

@@ -39,17 +39,16 @@ class Worker:
         env = configure_torch(cfg.get("threads", 1), cfg.get("deterministic", True), cfg["device"])
         spec = WMSpec.from_dict(cfg["spec"])
         cls = load_wrapper_class(spec.wrapper)
-        allow_pickle = bool(cfg.get("allow_pickle"))
         ckpt_path, base_path = cfg.get("ckpt"), cfg.get("base_ckpt")
         if ckpt_path is None:  # the embedded default: a tiny checkpoint built (once) into the cache
             from ..tiny import ensure_tiny
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
             ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
-        ckpt = open_checkpoint(ckpt_path, allow_pickle=allow_pickle)
+        ckpt = open_checkpoint(ckpt_path)
         base_ckpt = None
         if spec.is_ft:
-            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path), allow_pickle=allow_pickle)
+            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path))
         generation = effective_generation(spec.defaults, [base_ckpt, ckpt], cfg.get("options") or {})
         spec = dataclasses.replace(spec, defaults=generation)
 
