@@ -107,10 +107,10 @@ def test_header_says_what_is_under_test(run_pytest, tmp_path):
 
 
 def test_unavailable_types_skip_with_their_reason(run_pytest):
-    proc = run_pytest("--wm", "ltx,GTsim,nwm", "-rs")
+    proc = run_pytest("--wm", "se3ds,GTsim,nwm", "-rs")
     assert proc.returncode == 0, proc.stdout
     assert "36 skipped" in proc.stdout
-    assert "ltx is not runnable here: LTX-Video: native wrapper not written yet" in proc.stdout
+    assert "se3ds is not runnable here: SE3DS is TensorFlow-only" in proc.stdout
     assert "GTsim is not runnable here: ground truth from the simulator itself" in proc.stdout
     assert "--wm-worker-cmd" in proc.stdout  # nwm says how it is meant to be tested
 
@@ -125,7 +125,7 @@ def test_explicit_paths_keep_the_users_tests(run_pytest, tmp_path):
     """`pytest tests/ --wm X` runs the user's tests and the checks; `pytest --wm X` alone only the checks."""
     workdir = tmp_path / "run"
     (workdir / "test_mine.py").write_text("def test_mine():\n    pass\n")
-    alone = run_pytest("--wm", "ltx", "--co", "-q")
+    alone = run_pytest("--wm", "GTsim", "--co", "-q")
     assert "test_mine" not in alone.stdout and "12 tests collected" in alone.stdout
-    both = run_pytest("test_mine.py", "--wm", "ltx", "--co", "-q")
+    both = run_pytest("test_mine.py", "--wm", "GTsim", "--co", "-q")
     assert "test_mine.py::test_mine" in both.stdout and "13 tests collected" in both.stdout

@@ -30,7 +30,7 @@ WIW_TYPES = {  # name: (category, base)
     "wan22-14B": ("text", None), "svd": ("text", None), "gen4tur": ("text", None),
     "FTcosmos": ("FTtext", "cosmos20"), "FTltx": ("FTtext", "ltx"), "FTwan21": ("FTtext", "wan21"),
     "FTwan22": ("FTtext", "wan22"), "FTwan22-14B": ("FTtext", "wan22-14B"),
-    "se3ds": ("camera", None), "pathdreamer": ("camera", None), "igen": ("action", None),
+    "se3ds": ("camera", None), "pathdreamer": ("camera", None), "igen": ("action", "svd"),
     "GTsim": ("GTsim", None),
 }
 RUNNABLE_NOW = {"svd", "wan21", "cosmos20", "FTwan21", "FTcosmos"}
