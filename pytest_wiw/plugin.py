@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="time a worker gets to load its checkpoint (default 1800)")
     group.addoption("--wm-worker-python", default=None, metavar="PYTHON",
                     help="interpreter that runs the worker processes (the WM's own environment)")
+    group.addoption("--wm-worker-cmd", action="append", default=[], metavar="[WM=]COMMAND",
+                    help="run an unmodified WIW worker script for the wm_type through the legacy adapter, "
+                         "e.g. \"python downstream/api_models/nwm_model.py --ckpt_path ...\"")
     group.addoption("--wm-threads", default="1", metavar="N",
                     help="torch threads in each worker, pinned for reproducibility (default 1)")
     group.addoption("--wm-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -114,7 +117,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name in names:
         spec = selection.registry[name]
         marks = [pytest.mark.xdist_group(spec.family)]
-        if not spec.runnable:
+        if not spec.runnable and name not in selection.settings.worker_cmds:
             marks.append(pytest.mark.skip(reason=f"{name} is not runnable here: {spec.unavailable}"))
         elif ft_only and not spec.is_ft:
             marks.append(pytest.mark.skip(reason=f"{name} is a zero-shot type: '{check_name}' applies to FT types"))
@@ -150,6 +153,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     lines = [f"wiw: wm_types {', '.join(selection.wm_types)}"]
     for name in selection.wm_types:
         ckpt = selection.ckpt.get(name) or "embedded tiny default"
+        if name in s.worker_cmds:
+            ckpt = f"legacy WIW worker: {s.worker_cmds[name]}"
         base = selection.base_ckpt.get(name)
         lines.append(f"wiw:   {name}: checkpoint {ckpt}" + (f", base {base}" if base else ""))
     lines.append(f"wiw: device {s.device}, dtype {s.dtype}, seed {selection.seed}, threads {s.threads}, "

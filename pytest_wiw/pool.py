@@ -40,6 +40,8 @@ class PoolSettings:
     tiny_cache: str = ""
     options: dict = field(default_factory=dict)
     worker_index: int = 0
+    #: wm_type -> the command line of a WIW worker script run through the legacy adapter
+    worker_cmds: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,8 @@ class WorkerPool:
 
     def _start(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None) -> WorkerHandle:
         device, env = device_environment(self.settings.device, self.settings.worker_index, self.settings.threads)
+        if spec.name in self.settings.worker_cmds:
+            return self._start_legacy(key, spec, env)
         config = {
             "spec": spec.to_dict(), "base_spec": base_spec.to_dict() if base_spec else None,
             "ckpt": key.ckpt, "base_ckpt": key.base_ckpt, "device": device, "dtype": self.settings.dtype,
@@ -147,6 +151,24 @@ class WorkerPool:
             process.kill("failed to load")
         return handle
 
+    def _start_legacy(self, key: WorkerKey, spec: WMSpec, env: dict[str, str]) -> WorkerHandle:
+        """A WIW worker script through the legacy adapter: ready as soon as it runs."""
+        from .worker.legacy import LegacyWorkerProcess, legacy_ready
+
+        command = self.settings.worker_cmds[spec.name]
+        label = f"legacy worker {spec.name} ({command})"
+        handle = WorkerHandle(key, spec, None, self.settings)
+        try:
+            generation = legacy_generation(spec, self.settings.options)
+            process = LegacyWorkerProcess(command, env, self.log_dir / f"{spec.name}.log", label)
+        except (OSError, ValueError) as exc:
+            handle.failure = f"{label}: could not start: {exc}"
+            return handle
+        self.loads += 1
+        handle.process = process
+        handle.ready = legacy_ready(spec.name, process.proc.pid, generation.to_dict())
+        return handle
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Worker loads and generation calls per wm_type: what the session cost (DESIGN §9)."""
         out: dict[str, dict[str, int]] = {}
@@ -161,6 +183,22 @@ class WorkerPool:
         for handle in self.handles.values():
             if handle.process is not None:
                 handle.process.close()
+
+
+def legacy_generation(spec: WMSpec, options: dict) -> "GenerationDefaults":
+    """What a legacy worker is expected to produce: the spec's defaults or, for a type registered
+    without any, the sizes given with --wm-opt."""
+    from .registry import GenerationDefaults
+    from .worker.server import effective_generation
+
+    if spec.defaults is not None:
+        return effective_generation(spec.defaults, [], options)
+    needed = ("height", "width", "out_height", "out_width", "num_frames", "num_output_frames")
+    missing = [k for k in needed if k not in options]
+    if missing:
+        raise ValueError(f"{spec.name} has no registered generation defaults: give "
+                         + " ".join(f"--wm-opt {k}=N" for k in missing))
+    return effective_generation(GenerationDefaults(**{k: int(options[k]) for k in needed}), [], options)
 
 
 def device_environment(device: str, worker_index: int, threads: int) -> tuple[str, dict[str, str]]:

@@ -37,6 +37,7 @@ def parse_selection(option) -> Selection:
     names = parse_wm_list(option.wm, registry)
     ckpt = parse_paths("--ckpt-path", option.ckpt_path, names, registry)
     base = parse_paths("--base-ckpt-path", option.base_ckpt_path, names, registry)
+    worker_cmds = parse_targeted("--wm-worker-cmd", option.wm_worker_cmd, names, registry)
     for name in base:
         if not registry[name].is_ft:
             raise UsageError(f"--base-ckpt-path {name}=...: {name} is a zero-shot type; only FT types take a base")
@@ -51,7 +52,7 @@ def parse_selection(option) -> Selection:
         request_timeout=parse_float("--wm-timeout", option.wm_timeout),
         python=parse_python(option.wm_worker_python),
         tiny_cache=str(default_cache_dir()),
-        options=parse_options(option.wm_opt), worker_index=xdist_worker_index(),
+        options=parse_options(option.wm_opt), worker_index=xdist_worker_index(), worker_cmds=worker_cmds,
     )
     return Selection(
         wm_types=names, registry=registry, ckpt=ckpt, base_ckpt=base, settings=settings,
@@ -79,6 +80,12 @@ def parse_wm_list(values: list[str], registry: dict[str, WMSpec]) -> list[str]:
 
 def parse_paths(flag: str, values: list[str], names: list[str], registry: dict[str, WMSpec]) -> dict[str, str]:
     """``PATH`` (one --wm selected) or ``WM=PATH`` entries, as absolute path strings by wm_type."""
+    targeted = parse_targeted(flag, values, names, registry)
+    return {name: str(Path(path).expanduser().absolute()) for name, path in targeted.items()}
+
+
+def parse_targeted(flag: str, values: list[str], names: list[str], registry: dict[str, WMSpec]) -> dict[str, str]:
+    """``VALUE`` (one --wm selected) or ``WM=VALUE`` entries, by wm_type."""
     paths: dict[str, str] = {}
     for value in values:
         head, sep, tail = value.partition("=")
@@ -92,8 +99,8 @@ def parse_paths(flag: str, values: list[str], names: list[str], registry: dict[s
         if name not in names:
             raise UsageError(f"{flag} {name}=...: {name} is not selected; add --wm {name}")
         if not path:
-            raise UsageError(f"{flag} {value!r}: empty path")
-        paths[name] = str(Path(path).expanduser().absolute())
+            raise UsageError(f"{flag} {value!r}: empty value")
+        paths[name] = path
     return paths
 
 

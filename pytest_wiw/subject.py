@@ -100,6 +100,11 @@ class WMSubject:
         self._floor: Floor | None = None
         self.metrics: dict[str, object] = {}
 
+    @property
+    def legacy_command(self) -> str | None:
+        """The WIW worker script command this type runs through the legacy adapter, if any."""
+        return self.pool.settings.worker_cmds.get(self.spec.name)
+
     # -- checkpoint and worker ------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
         """The checkpoint under test, opened here (the embedded default asks the worker for its path)."""

@@ -46,6 +46,8 @@ class WorkerProcess:
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=env, start_new_session=True)
+        self.reply_fd = self.proc.stdout.fileno()
+        self.extra_pipes: list = []  # further pipe ends a subclass owns, closed at teardown
         self.stopped_because: str | None = None
 
     @classmethod
@@ -78,7 +80,7 @@ class WorkerProcess:
         return self.receive(timeout, what)
 
     def _read(self, n: int, deadline: float, what: str) -> bytes:
-        fd = self.proc.stdout.fileno()
+        fd = self.reply_fd
         chunks, got = [], 0
         while got < n:
             remaining = deadline - time.monotonic()
@@ -162,7 +164,9 @@ class WorkerProcess:
         self._close_pipes()
 
     def _close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self.proc.stdin, self.proc.stdout, *self.extra_pipes):
+            if pipe is None:
+                continue
             try:
                 pipe.close()
             except OSError:

@@ -188,7 +188,8 @@ def configure_torch(threads: int, deterministic: bool, device: str) -> dict:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     env = {
-        "python": platform.python_version(), "torch": torch.__version__, "device": device,
+        "python": platform.python_version(), "executable": sys.executable, "torch": torch.__version__,
+        "device": device,
         "threads": torch.get_num_threads(), "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
         "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
