@@ -52,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="largest batch sent to a worker; 1 for models too big for a batch of two")
     group.addoption("--wm-nondeterministic", action="store_true",
                     help="do not force torch's deterministic algorithms in the workers")
+    group.addoption("--wm-report", default=None, metavar="DIR",
+                    help="write <wm_type>.json, report.md and a contact sheet per wm_type into DIR")
     group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")
 
 
@@ -67,6 +69,12 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_SELECTION_KEY] = selection
+    if config.option.wm_report and _controller(config):
+        from .report import ReportCollector
+
+        collector = ReportCollector(selection)
+        config.stash[_REPORT_KEY] = collector
+        config.pluginmanager.register(_ReportHooks(collector), "wiw-report")
     conformance = str(CONFORMANCE_DIR)
     if conformance not in config.args:
         if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -163,40 +171,65 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
     return lines
 
 
-# 7. teardown and the cost summary -------------------------------------------------------------------
-_COUNTS_KEY = pytest.StashKey[dict]()
+# 7. teardown, the cost summary and the report ---------------------------------------------------------
+_SUMMARIES_KEY = pytest.StashKey[dict]()
+_REPORT_KEY = pytest.StashKey[object]()
+_REPORT_PATHS_KEY = pytest.StashKey[list]()
 
 
+def _controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workeroutput")
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has taken its workers down (their summaries are in)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     wiw = config.stash.get(_SESSION_KEY, None)
-    if wiw is None:
-        return
-    wiw.close()
-    counts = wiw.pool.counts()
-    if hasattr(config, "workeroutput"):  # an xdist worker: the controller adds these up
-        config.workeroutput["wiw_counts"] = counts
-    else:
-        _merge_counts(config, counts)
+    if wiw is not None:
+        report_dir = config.option.wm_report
+        summaries = wiw.summaries(Path(report_dir) if report_dir else None)  # writes this process's PNGs
+        wiw.close()
+        if _controller(config):
+            _merge_summaries(config, summaries)
+        else:  # an xdist worker: the controller merges what every worker sends
+            config.workeroutput["wiw_summaries"] = summaries
+    collector = config.stash.get(_REPORT_KEY, None)
+    if collector is not None and _controller(config):
+        collector.add_workers(config.stash.get(_SUMMARIES_KEY, {}))
+        config.stash[_REPORT_PATHS_KEY] = collector.write(Path(config.option.wm_report))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
-    _merge_counts(node.config, getattr(node, "workeroutput", {}).get("wiw_counts", {}))
+    _merge_summaries(node.config, getattr(node, "workeroutput", {}).get("wiw_summaries", {}))
 
 
-def _merge_counts(config: pytest.Config, counts: dict) -> None:
-    total = config.stash.setdefault(_COUNTS_KEY, {})
-    for wm_type, entry in counts.items():
+def _merge_summaries(config: pytest.Config, summaries: dict) -> None:
+    total = config.stash.setdefault(_SUMMARIES_KEY, {})
+    for wm_type, summary in summaries.items():
         mine = total.setdefault(wm_type, {"loads": 0, "generations": 0})
-        for key in mine:
-            mine[key] += entry.get(key, 0)
+        for key, value in summary.items():
+            mine[key] = mine[key] + value if key in ("loads", "generations") else value
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    counts = config.stash.get(_COUNTS_KEY, None)
-    if not counts:
-        return
-    terminalreporter.section("wiw: loads and generation calls")
-    for wm_type, entry in sorted(counts.items()):
-        terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} generation call(s)")
+    summaries = config.stash.get(_SUMMARIES_KEY, None)
+    if summaries:
+        terminalreporter.section("wiw: loads and generation calls")
+        for wm_type, entry in sorted(summaries.items()):
+            terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} "
+                                        "generation call(s)")
+    paths = config.stash.get(_REPORT_PATHS_KEY, None)
+    if paths:
+        terminalreporter.write_line(f"wiw: report written to {Path(paths[-1]).parent} "
+                                    f"({', '.join(p.name for p in paths)})")
+
+
+class _ReportHooks:
+    """Registered in the controller when --wm-report is given: feeds every check's phases to the report."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collector.add_logreport(report)

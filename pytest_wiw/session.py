@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .pool import WorkerPool
 from .selection import Selection
 from .subject import ResultStore, WMSubject
@@ -23,6 +25,16 @@ class WiwSession:
                 spec, base_spec, sel.ckpt.get(wm_type), sel.base_ckpt.get(wm_type), self.pool, self.store,
                 seed=sel.seed, max_batch=sel.max_batch)
         return self.subjects[wm_type]
+
+    def summaries(self, report_dir: Path | None) -> dict[str, dict]:
+        """Per wm_type run here: what its worker loaded and cost; contact sheets go into ``report_dir``."""
+        counts = self.pool.counts()
+        out = {}
+        for name, subject in self.subjects.items():
+            out[name] = {**subject.summary(), **counts.get(name, {"loads": 0, "generations": 0})}
+            if report_dir is not None:
+                subject.write_contact_sheet(report_dir / f"{name}.png")
+        return out
 
     def selected(self, wm_type: str) -> bool:
         return wm_type in self.selection.wm_types

@@ -159,8 +159,43 @@ class WMSubject:
             self._floor = Floor(g1, g2, g3, z)
         return self._floor
 
-    def g1_frames(self) -> np.ndarray:
-        return self.floor().g1.require()
+    # -- what the report says of this wm_type --------------------------------------------------
+    def summary(self) -> dict:
+        """The worker's side of the report: checkpoints, environment, generation settings, notes."""
+        ready = self._handle.ready if self._handle is not None else None
+        if not ready:
+            failure = self._handle.failure if self._handle is not None else None
+            return {"checkpoint": {"path": self.ckpt_arg} if self.ckpt_arg else None, "worker_failure": failure}
+        notes = list(ready.get("notes") or [])
+        for gen in self._floor_generations():
+            notes += [n for n in gen.reply.get("notes", []) if n not in notes]
+        return {"checkpoint": ready.get("ckpt"), "base_checkpoint": ready.get("base_ckpt"),
+                "environment": ready.get("environment", {}), "generation": ready.get("generation"), "notes": notes,
+                "legacy_command": self.legacy_command}
+
+    def _floor_generations(self) -> list[Generation]:
+        if self._floor is None:
+            return []
+        return [g for g in (self._floor.g1, self._floor.g2, self._floor.g3, self._floor.z) if g is not None]
+
+    def write_contact_sheet(self, path) -> None:
+        """A PNG of what this wm_type generated (nothing when the floor did not run)."""
+        from .contact_sheet import rows_for_ft, write_contact_sheet
+
+        floor = self._floor
+        if floor is None or floor.g1.frames is None:
+            return
+        title = f"{self.spec.name}: request R, seed {self.seed}"
+        if floor.z is not None and floor.z.frames is not None and floor.z.frames.shape == floor.g1.frames.shape:
+            rows = rows_for_ft(floor.g1.frames, floor.z.frames)
+        else:
+            rows = [(f"seed {self.seed}", floor.g1.frames[0])]
+            if floor.g2 is not None and floor.g2.frames is not None:
+                rows.append((f"seed {self.seed + SEED_OFFSET}", floor.g2.frames[0]))
+            if floor.g3.frames is not None:
+                rows.append((f"seed {self.seed} again", floor.g3.frames[0]))
+        if all(frames.ndim == 4 and frames.shape[1] == 3 and frames.dtype == np.uint8 for _, frames in rows):
+            write_contact_sheet(path, title, rows)
 
 
 def reference_image(height: int, width: int) -> np.ndarray:
