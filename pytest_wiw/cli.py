@@ -18,6 +18,16 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("wm_type")
     tiny.add_argument("out_dir", type=Path)
     tiny.add_argument("--seed", type=int, default=0)
+    card = sub.add_parser("card", help="write (or complete) the model card README.md beside a checkpoint")
+    card.add_argument("folder", type=Path)
+    card.add_argument("--datasets", nargs="+", help="the data it was post-trained on")
+    card.add_argument("--training-steps", type=int)
+    card.add_argument("--license")
+    card.add_argument("--base-model", help="local path of the zero-shot base checkpoint")
+    report = sub.add_parser("report", help="merge report folders (shards, machines) and render report.md; "
+                                           "exit 1 when any verdict failed")
+    report.add_argument("dirs", nargs="+", type=Path)
+    report.add_argument("--out", type=Path, help="folder for the merged JSON and report.md (default: print)")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -26,10 +36,43 @@ def main(argv: list[str] | None = None) -> int:
             print(registry_table())
         elif args.command == "make-tiny":
             print(make_tiny(args.wm_type, args.out_dir, args.seed))
+        elif args.command == "card":
+            from .card import card_problems, write_card_template
+            from .checkpoint import read_card
+
+            if not args.folder.is_dir():
+                raise UsageError(f"{args.folder} is not a folder (give the folder that holds the checkpoint)")
+            path = write_card_template(args.folder, datasets=args.datasets, training_steps=args.training_steps,
+                                       license=args.license, base_model=args.base_model)
+            left = card_problems(read_card(args.folder))
+            print(f"wrote {path}" + (": still to fill in:\n  " + "\n  ".join(left) if left else ""))
+        elif args.command == "report":
+            return merge_reports(args.dirs, args.out)
     except WiwError as exc:
         print(f"pytest-wiw: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def merge_reports(dirs: list[Path], out: Path | None) -> int:
+    """Merge report folders; write or print the Markdown; 1 when a verdict failed, 0 otherwise."""
+    from .report import merge_report_dirs, render_markdown, write_reports
+
+    missing = [d for d in dirs if not d.is_dir()]
+    if missing:
+        raise UsageError(f"not a folder: {', '.join(map(str, missing))}")
+    reports = merge_report_dirs(dirs)
+    if not reports:
+        raise UsageError(f"no pytest-wiw report JSON in {', '.join(map(str, dirs))}")
+    if out is not None:
+        write_reports(reports, out)
+        print(f"merged {len(reports)} wm_type(s) into {out}")
+    else:
+        print(render_markdown(list(reports.values())))
+    failed = sorted(name for name, r in reports.items() if r["verdict"] == "failed")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def make_tiny(wm_type: str, out_dir: Path, seed: int) -> Path:

@@ -52,6 +52,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="largest batch sent to a worker; 1 for models too big for a batch of two")
     group.addoption("--wm-nondeterministic", action="store_true",
                     help="do not force torch's deterministic algorithms in the workers")
+    group.addoption("--wm-shard", default=None, metavar="K/N",
+                    help="run shard K of N: a stable split of the selected wm_types by family (FT types stay "
+                         "with their base)")
+    group.addoption("--wm-changed", default=None, metavar="GIT_REF",
+                    help="keep only wm_types whose wrapper module, registry entry or environment file changed "
+                         "since GIT_REF")
     group.addoption("--wm-report", default=None, metavar="DIR",
                     help="write <wm_type>.json, report.md and a contact sheet per wm_type into DIR")
     group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")

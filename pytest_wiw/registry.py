@@ -85,6 +85,8 @@ class WMSpec:
     tolerances: Tolerances = field(default_factory=Tolerances)
     max_batch: int = 2
     notes: str = ""
+    #: The file whose register_wm call made this entry (for --wm-changed).
+    registered_in: str | None = field(default=None, compare=False)
 
     @property
     def is_ft(self) -> bool:
@@ -173,6 +175,7 @@ def register_wm(
         tasks=tuple(tasks), defaults=defaults, env=env,
         expected_failures=dict(expected_failures or {}), unavailable=unavailable,
         tolerances=tolerances or Tolerances(), max_batch=max_batch, notes=notes,
+        registered_in=_caller_file(),
     )
     _check_spec(spec)
     existing = _REGISTRY.get(name)
@@ -181,6 +184,16 @@ def register_wm(
                         f"({existing.wrapper} and {spec.wrapper}); pick another name")
     _REGISTRY[name] = spec
     return spec
+
+
+def _caller_file() -> str | None:
+    """The source file of the first caller outside this module (the one calling register_wm)."""
+    import sys
+
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return frame.f_code.co_filename if frame is not None else None
 
 
 def _check_spec(spec: WMSpec) -> None:

@@ -35,6 +35,12 @@ def parse_selection(option) -> Selection:
     """Build the Selection from pytest's parsed options (``config.option``)."""
     registry = load_registry()
     names = parse_wm_list(option.wm, registry)
+    if option.wm_changed:
+        from .changes import changed_wm_types
+
+        names = [n for n in names if n in changed_wm_types(option.wm_changed, [registry[n] for n in names])]
+    if option.wm_shard:
+        names = shard(names, registry, option.wm_shard)
     ckpt = parse_paths("--ckpt-path", option.ckpt_path, names, registry)
     base = parse_paths("--base-ckpt-path", option.base_ckpt_path, names, registry)
     worker_cmds = parse_targeted("--wm-worker-cmd", option.wm_worker_cmd, names, registry)
@@ -76,6 +82,22 @@ def parse_wm_list(values: list[str], registry: dict[str, WMSpec]) -> list[str]:
                 if name not in names:
                     names.append(name)
     return names
+
+
+def shard(names: list[str], registry: dict[str, WMSpec], value: str) -> list[str]:
+    """The wm_types of shard K of N: families are hashed (sha256 of the name), so the split does not
+    depend on which other types are selected, and an FT type always lands with its base."""
+    import hashlib
+
+    k, sep, n = value.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise UsageError(f"--wm-shard {value!r}: expected K/N with 1 <= K <= N, e.g. 1/4")
+    k, n = int(k), int(n)
+
+    def bucket(name: str) -> int:
+        return int(hashlib.sha256(registry[name].family.encode()).hexdigest(), 16) % n
+
+    return [name for name in names if bucket(name) == k - 1]
 
 
 def parse_paths(flag: str, values: list[str], names: list[str], registry: dict[str, WMSpec]) -> dict[str, str]:

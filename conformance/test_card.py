@@ -1,0 +1,28 @@
+"""Check: the checkpoint's card names its training data, steps and licence (WIW's post-training guide)."""
+
+import pytest
+
+from pytest_wiw.assertions import fail, require
+from pytest_wiw.card import card_problems
+from pytest_wiw.checkpoint import CARD_NAME
+from pytest_wiw.errors import CheckpointError
+
+
+@pytest.mark.wm_check("checkpoint card", ft_only=True)
+def test_checkpoint_card(wm, record_property):
+    """A README.md beside the post-trained checkpoint with datasets, training_steps and license."""
+    if wm.legacy_command:
+        pytest.skip(f"{wm.spec.name} runs a WIW worker script (--wm-worker-cmd): its checkpoint is inside the command")
+    try:
+        ckpt = require(wm.checkpoint, "the checkpoint card")
+    except CheckpointError as exc:
+        fail(f"checkpoint unreadable: {exc}")
+    card_path = ckpt.root / CARD_NAME
+    if not card_path.is_file():
+        fail(f"no model card: {card_path} does not exist. Write one with YAML front matter naming datasets, "
+             f"training_steps and license, e.g. `pytest-wiw card {ckpt.root} --datasets DATA "
+             "--training-steps N --license apache-2.0`")
+    problems = card_problems(ckpt.card)
+    if problems:
+        fail(f"{card_path} does not say what WIW's post-training guide asks; add to its front matter:\n  "
+             + "\n  ".join(problems))
