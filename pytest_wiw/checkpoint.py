@@ -42,8 +42,9 @@ class Checkpoint:
     """A checkpoint on disk: its root path, format and weight files.
 
     format: ``diffusers`` (a pipeline folder with model_index.json), ``lora`` (a LoRA
-    .safetensors, or a folder holding one), ``component`` (a folder with config.json and weights,
-    e.g. a fine-tuned ``transformer/``), or ``safetensors`` (a bare weights file).
+    .safetensors, or a folder holding one, or several side by side: Wan 2.2 A14B's high- and
+    low-noise experts), ``component`` (a folder with config.json and weights, e.g. a fine-tuned
+    ``transformer/``), or ``safetensors`` (a bare weights file).
     """
 
     path: Path
@@ -60,6 +61,9 @@ class Checkpoint:
     @property
     def weight_file(self) -> Path:
         """The single weights file of a ``lora`` or ``safetensors`` checkpoint."""
+        if len(self.files) != 1:
+            raise CheckpointError(f"{self.path}: holds {len(self.files)} weight files "
+                                  f"({', '.join(self.rel(f) for f in self.files)}), where one is expected")
         return self.files[0]
 
     def size_bytes(self) -> int:
@@ -105,8 +109,12 @@ def tensor_key(ckpt: Checkpoint, file: Path, name: str) -> str:
     """A tensor's fingerprint key: its own name, prefixed by its component folder when it has one.
 
     ``transformer/diffusion_pytorch_model.safetensors`` tensor ``blocks.0.ff.net.0.proj.weight``
-    has key ``transformer/blocks.0.ff.net.0.proj.weight``; a LoRA file's tensors keep their names.
+    has key ``transformer/blocks.0.ff.net.0.proj.weight``; a LoRA file's tensors keep their names,
+    prefixed by the file's name when the checkpoint has several LoRA files (their names repeat):
+    ``wan22_low_noise_lora.safetensors/transformer.blocks.0.attn1.to_q.lora_A.weight``.
     """
+    if ckpt.format == "lora" and len(ckpt.files) > 1:
+        return f"{ckpt.rel(file)}/{name}"
     parent = file.parent.relative_to(ckpt.root).as_posix() if ckpt.path.is_dir() else "."
     return name if parent == "." else f"{parent}/{name}"
 
@@ -134,6 +142,8 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         fmt = "component"
     elif len(weights) == 1 and _looks_like_lora(weights[0]):
         fmt = "lora"
+    elif all(w.parent == path for w in weights) and all(_looks_like_lora(w) for w in weights):
+        fmt = "lora"  # LoRA files side by side, e.g. one per expert of Wan 2.2 A14B
     elif all(w.parent != path for w in weights) and len({w.parent for w in weights}) == 1:
         fmt = "component-folder"
     else:

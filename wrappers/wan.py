@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, lookup_tensor, write_card
+from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, write_card
 
 #: Name of the peft adapter the FT LoRA is loaded as; running LoRA parameters carry it in their names.
 ADAPTER_NAME = "wiw_ft"
@@ -62,12 +62,12 @@ class WanImageToVideo(WorldModel):
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
         if spec.is_ft:
-            lora = ckpt.weight_file
-            try:
-                pipe.load_lora_weights(str(lora.parent), weight_name=lora.name, adapter_name=ADAPTER_NAME,
-                                       local_files_only=True)
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
-                raise CheckpointError(f"{lora}: cannot load it as a Wan LoRA onto {pipe_ckpt.path}: {exc}") from exc
+            # Diffusers/peft names and the DiffSynth-Studio names WIW's FTwan* LoRAs use both load;
+            # a key that matches no module is an error listing it (wrappers.wan_lora).
+            from .wan_lora import load_wan_lora
+
+            self.lora = load_wan_lora(pipe, "transformer", ckpt.weight_file, ADAPTER_NAME,
+                                      what="Wan 2.1 I2V transformer")
         self.pipe = pipe
 
     # -- generation ------------------------------------------------------------------------------
@@ -131,22 +131,10 @@ class WanImageToVideo(WorldModel):
         return {n: m for n in names if (m := getattr(self.pipe, n, None)) is not None}
 
     def running_tensor(self, key: str):
-        """For FT: LoRA file name ``transformer.blocks.0.attn1.to_q.lora_A.weight`` -> the running peft
-        parameter ``blocks.0.attn1.to_q.lora_A.<adapter>.weight`` of ``pipe.transformer``."""
+        """For FT: a LoRA file key (in whichever naming) -> the running peft parameter it was loaded into."""
         if not self.spec.is_ft:
             return super().running_tensor(key)
-        component, _, name = key.partition(".")
-        module = self.components().get(component) if component.startswith("transformer") else None
-        if module is None or not name:
-            return None
-        parts = name.split(".")
-        for i, part in enumerate(parts):
-            if part in ("lora_A", "lora_B"):
-                parts.insert(i + 1, ADAPTER_NAME)
-                break
-        else:
-            return None
-        return lookup_tensor(module, ".".join(parts))
+        return self.lora.running_tensor(self.pipe.transformer, key)
 
     # -- tiny checkpoints ----------------------------------------------------------------------------
     @classmethod

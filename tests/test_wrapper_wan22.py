@@ -1,0 +1,403 @@
+"""wrappers.wan22 / wrappers.wan22_a14b on real tiny models: wan22 (TI2V-5B style), FTwan22 (a LoRA over
+it), wan22-14B (two experts) and FTwan22-14B (a LoRA per expert, the low-noise file named *_low_*).
+
+The wrappers are built the way the worker builds them: the registry's spec with the card's
+generation overrides applied, the checkpoint opened with open_checkpoint. LoRAs in DiffSynth-Studio
+naming (how WIW's FT checkpoints are trained) are written here by renaming the tiny LoRAs' keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from pytest_wiw import registry
+from pytest_wiw.checkpoint import Checkpoint, card_generation, open_checkpoint, read_card, read_safetensors_header
+from pytest_wiw.errors import CheckpointError
+from pytest_wiw.fingerprint import compare, file_fingerprints, fingerprint_tensor
+from pytest_wiw.request import GenerationRequest
+from pytest_wiw.worker.server import effective_generation
+from wrappers import wan22, wan22_a14b
+from wrappers.wan22 import Wan22TI2V
+from wrappers.wan22_a14b import TINY_LORA_FILES, Wan22A14B
+
+IMAGE_HW = (40, 56)  # not a generation size, so the wrappers' resize runs
+CLASSES = {"wan22": Wan22TI2V, "FTwan22": Wan22TI2V, "wan22-14B": Wan22A14B, "FTwan22-14B": Wan22A14B}
+HIGH, LOW = TINY_LORA_FILES["transformer"], TINY_LORA_FILES["transformer_2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Pin torch to one thread, as the worker pins its count (faster and steadier on a shared CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# -- LoRA files in other namings ----------------------------------------------------------------------------
+DIFFSYNTH_NAMES = [("attn1.", "self_attn."), ("attn2.", "cross_attn."), ("to_out.0.", "o."), ("to_q.", "q."),
+                   ("to_k.", "k."), ("to_v.", "v."), ("ffn.net.0.proj.", "ffn.0."), ("ffn.net.2.", "ffn.2.")]
+
+
+def diffsynth_key(key: str, prefix: str = "") -> str:
+    """``transformer.blocks.0.attn1.to_q.lora_A.weight`` -> ``blocks.0.self_attn.q.lora_A.default.weight``."""
+    name = key.removeprefix("transformer.")
+    for ours, theirs in DIFFSYNTH_NAMES:
+        name = name.replace(ours, theirs)
+    return prefix + name.replace(".lora_A.weight", ".lora_A.default.weight").replace(".lora_B.weight",
+                                                                                      ".lora_B.default.weight")
+
+
+def read(file: Path) -> tuple[dict, dict]:
+    with safe_open(str(file), framework="pt") as fh:
+        return {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
+
+
+def write_renamed(src: Path, dst: Path, rename, *, keep_metadata: bool = False, extra: dict | None = None) -> Path:
+    tensors, metadata = read(src)
+    out = {rename(k): t for k, t in tensors.items()}
+    out.update(extra or {})
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(dst), metadata=metadata if keep_metadata else None)  # DiffSynth writes no metadata
+    return dst
+
+
+def write_original_with_alpha(src: Path, dst: Path) -> Path:
+    """Original-Wan naming (``diffusion_model.`` prefix, lora_down/lora_up) with ``.alpha`` = 2 * rank and
+    lora_up halved: the same LoRA, which diffusers' converter would fold into the weights."""
+    tensors, _ = read(src)
+    out = {}
+    for k, t in tensors.items():
+        name = diffsynth_key(k, "diffusion_model.").replace(".lora_A.default.", ".lora_down.")
+        if ".lora_B.default." in name:
+            name, t = name.replace(".lora_B.default.", ".lora_up."), t / 2
+        out[name] = t
+        if ".lora_down." in name:
+            out[name.replace(".lora_down.weight", ".alpha")] = torch.tensor(2.0 * t.shape[0])
+    save_file(out, str(dst))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wan22")
+    p = {"wan22": Wan22TI2V.make_tiny("wan22", root / "wan22", seed=0),
+         "wan22-14B": Wan22A14B.make_tiny("wan22-14B", root / "wan22-14B", seed=0)}
+    p["FTwan22"] = Wan22TI2V.make_tiny("FTwan22", root / "FTwan22", base=p["wan22"], seed=1)
+    p["FTwan22-14B"] = Wan22A14B.make_tiny("FTwan22-14B", root / "FTwan22-14B", base=p["wan22-14B"], seed=1)
+    lora5 = p["FTwan22"] / "pytorch_lora_weights.safetensors"
+    p["lora5"] = lora5
+    p["ds5"] = write_renamed(lora5, root / "ds5" / "model.safetensors", diffsynth_key)
+    p["ds5-prefixed"] = write_renamed(lora5, root / "ds5p" / "model.safetensors",
+                                      lambda k: diffsynth_key(k, "diffusion_model."))
+    p["alpha5"] = write_original_with_alpha(lora5, root / "alpha5.safetensors")
+    ft14 = p["FTwan22-14B"]
+    for name in (HIGH, LOW):
+        write_renamed(ft14 / name, root / "ds14" / name, lambda k: diffsynth_key(k, "model."))
+    p["ds14"] = root / "ds14"
+    (root / "swapped14").mkdir()  # each expert's LoRA under the other's file name
+    shutil.copy(ft14 / HIGH, root / "swapped14" / LOW)
+    shutil.copy(ft14 / LOW, root / "swapped14" / HIGH)
+    p["swapped14"] = root / "swapped14"
+    return p
+
+
+def open_ckpt(path: Path) -> Checkpoint:
+    """open_checkpoint; for a folder of two LoRA files, which pytest_wiw.checkpoint does not accept yet ("cannot
+    tell the format"), the Checkpoint it is to return: format lora, both files."""
+    try:
+        return open_checkpoint(path)
+    except CheckpointError as exc:
+        if "cannot tell the format" not in str(exc):
+            raise
+        root = Path(path).resolve()
+        return Checkpoint(path=root, format="lora", files=tuple(sorted(root.glob("*.safetensors"))),
+                          card=read_card(root))
+
+
+def load(name, path, base=None):
+    ckpt = open_ckpt(path)
+    base_ckpt = open_checkpoint(base) if base is not None else None
+    spec = registry.get_spec(name)  # the base's card, then the FT's (a renamed LoRA has none), as the worker does
+    spec = dataclasses.replace(spec, defaults=effective_generation(spec.defaults, [base_ckpt, ckpt], {}))
+    return CLASSES[name](spec, ckpt, base_ckpt=base_ckpt, device="cpu", dtype=torch.float32, options={})
+
+
+@pytest.fixture(scope="module")
+def wms(paths):
+    return {"wan22": load("wan22", paths["wan22"]),
+            "FTwan22": load("FTwan22", paths["FTwan22"], paths["wan22"]),
+            "wan22-14B": load("wan22-14B", paths["wan22-14B"]),
+            "FTwan22-14B": load("FTwan22-14B", paths["FTwan22-14B"], paths["wan22-14B"])}
+
+
+def request(name, seed=(7, 11), batch=2):
+    rng = np.random.default_rng(123)
+    images = rng.integers(0, 256, (batch, 3, *IMAGE_HW), dtype=np.uint8)
+    actions = [[4, 1, 2, 1], [4, 3, 3, 1, 2]][:batch]
+    return GenerationRequest(images=images, actions=actions, task_type="navigation",
+                             seed=list(seed)[:batch], request_model_name=name)
+
+
+def levels(a, b):
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return int(d.max()), float(d.mean())
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
+def test_tiny_checkpoints_have_the_real_layouts(paths):
+    base = open_checkpoint(paths["wan22"])
+    assert base.format == "diffusers" and card_generation(base.card) == wan22.TINY_GENERATION
+    index = json.loads((paths["wan22"] / "model_index.json").read_text())
+    assert index["expand_timesteps"] is True and index["boundary_ratio"] is None
+    assert index["image_encoder"] == [None, None] and index["transformer_2"] == [None, None]
+    vae = json.loads((paths["wan22"] / "vae" / "config.json").read_text())
+    assert (vae["z_dim"], vae["is_residual"], vae["patch_size"], vae["scale_factor_spatial"]) == (48, True, 2, 16)
+    assert json.loads((paths["wan22"] / "transformer" / "config.json").read_text())["in_channels"] == 48
+
+    ft = open_checkpoint(paths["FTwan22"])
+    assert sorted(p.name for p in paths["FTwan22"].iterdir()) == ["README.md", "pytorch_lora_weights.safetensors"]
+    assert ft.format == "lora" and ft.card["base_model"] == str(paths["wan22"])
+
+    base14 = open_checkpoint(paths["wan22-14B"])
+    index14 = json.loads((paths["wan22-14B"] / "model_index.json").read_text())
+    assert base14.format == "diffusers" and card_generation(base14.card) == wan22_a14b.TINY_GENERATION
+    assert index14["boundary_ratio"] == 0.9 and index14["transformer_2"][1] == "WanTransformer3DModel"
+    assert index14["image_encoder"] == [None, None]
+    assert sorted(p.name for p in paths["FTwan22-14B"].iterdir()) == ["README.md", HIGH, LOW]
+    assert "_low_" in LOW and "_low_" not in HIGH
+    ft14 = open_ckpt(paths["FTwan22-14B"])
+    assert ft14.card["base_model"] == str(paths["wan22-14B"])
+    assert card_generation(ft14.card) == wan22_a14b.TINY_GENERATION
+
+
+def test_wrong_checkpoint_kinds_are_refused(paths):
+    with pytest.raises(CheckpointError, match="not a Wan 2.2 TI2V-5B pipeline|two"):
+        load("wan22", paths["wan22-14B"])
+    with pytest.raises(CheckpointError, match="two experts"):
+        load("wan22-14B", paths["wan22"])
+    with pytest.raises(CheckpointError, match="LoRA"):
+        load("FTwan22", paths["wan22"], paths["wan22"])
+    with pytest.raises(CheckpointError, match="diffusers Wan 2.2 TI2V-5B"):
+        load("wan22", paths["FTwan22"])
+    with pytest.raises(CheckpointError, match="base"):
+        load("FTwan22-14B", paths["FTwan22-14B"])
+
+
+# -- generation (all four types) ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_output_is_uint8_video_of_the_card_sizes(name, wms):
+    wm = wms[name]
+    g = wm.generation
+    tiny = wan22.TINY_GENERATION if "14B" not in name else wan22_a14b.TINY_GENERATION
+    assert (g.height, g.width, g.num_output_frames) == (tiny["height"], tiny["width"], tiny["num_output_frames"])
+    out = wm.generate(request(name))
+    assert out.dtype == np.uint8
+    assert out.shape == (2, g.num_output_frames, 3, g.out_height, g.out_width)
+    assert out.std() > 0
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_same_seed_is_bitwise_equal_and_another_seed_differs(name, wms):
+    wm = wms[name]
+    a = wm.generate(request(name))
+    assert np.array_equal(a, wm.generate(request(name)))
+    assert levels(a, wm.generate(request(name, seed=(8, 12))))[1] >= 2.0
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_batch_item_equals_the_item_alone(name, wms):
+    wm, req = wms[name], request(name)
+    batch = wm.generate(req)
+    for i in range(req.batch_size):
+        assert np.array_equal(batch[i], wm.generate(req.item(i))[0]), i
+
+
+# -- LoRA and the zero-shot baseline ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["FTwan22", "FTwan22-14B"])
+def test_ft_differs_from_zero_shot_which_equals_the_base(name, wms):
+    wm, base = wms[name], wms[name.removeprefix("FT")]
+    ft = wm.generate(request(name))
+    with wm.zero_shot():
+        zero = wm.generate(request(name))
+        with wm.zero_shot():  # nesting keeps the adapters off until the outer exit
+            pass
+        assert np.array_equal(zero, wm.generate(request(name)))
+    assert levels(ft, zero)[1] >= 2.0
+    assert np.array_equal(zero, base.generate(request(base.spec.name)))
+    assert np.array_equal(ft, wm.generate(request(name)))  # adapters back on after the context
+
+
+def test_zero_shot_is_restored_after_an_error(wms):
+    wm = wms["FTwan22-14B"]
+    ft = wm.generate(request("FTwan22-14B", batch=1))
+    with pytest.raises(RuntimeError):
+        with wm.zero_shot():
+            raise RuntimeError("boom")
+    assert np.array_equal(ft, wm.generate(request("FTwan22-14B", batch=1)))
+
+
+@pytest.mark.parametrize("name", ["wan22", "wan22-14B"])
+def test_zero_shot_type_has_no_zero_shot_context(name, wms):
+    with pytest.raises(NotImplementedError):
+        wms[name].zero_shot()
+
+
+# -- fingerprints ---------------------------------------------------------------------------------------------------
+def mismatches(wm, ckpt):
+    """The suite's comparison: fingerprint keys of the checkpoint, running tensors vs the files."""
+    running = wm.weight_fingerprints()
+    keys = ckpt.fingerprint_keys()
+    assert sorted(running) == sorted(keys), "every checkpoint tensor has a running tensor"
+    expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
+    return {k: msg for k in keys if (msg := compare(k, running[k], expected[k]))}
+
+
+def lora_mismatches(wm):
+    """Every tensor of every LoRA file against its running tensor, keyed as the checkpoint keys them: the bare
+    name for one file, ``<file>/<name>`` for several (how pytest_wiw.checkpoint is to key a multi-file LoRA)."""
+    files = wm.ckpt.files
+    bad = {}
+    for f in files:
+        tensors, _ = read(f)
+        for name, tensor in tensors.items():
+            key = name if len(files) == 1 else f"{wm.ckpt.rel(f)}/{name}"
+            running = wm.running_tensor(key)
+            assert running is not None, key
+            if msg := compare(key, fingerprint_tensor(running), fingerprint_tensor(tensor.to(running.dtype))):
+                bad[key] = msg
+    return bad
+
+
+@pytest.mark.parametrize("name", list(CLASSES))
+def test_running_fingerprints_agree_with_the_files(name, wms):
+    wm = wms[name]
+    if len(wm.ckpt.tensor_index()) == sum(len(read_safetensors_header(f)) for f in wm.ckpt.files):
+        assert mismatches(wm, wm.ckpt) == {}  # (two LoRA files' keys collide until checkpoint.py keys them apart)
+    if wm.spec.is_ft:
+        assert lora_mismatches(wm) == {}
+
+
+def test_ft_keys_map_to_the_peft_parameters_of_their_expert(wms):
+    wm5, wm14 = wms["FTwan22"], wms["FTwan22-14B"]
+    t = wm5.running_tensor("transformer.blocks.0.attn1.to_q.lora_A.weight")
+    assert t is wm5.pipe.transformer.get_parameter("blocks.0.attn1.to_q.lora_A.wiw_ft.weight")
+    high = wm14.running_tensor(f"{HIGH}/transformer.blocks.1.ffn.net.2.lora_B.weight")
+    low = wm14.running_tensor(f"{LOW}/transformer.blocks.1.ffn.net.2.lora_B.weight")
+    assert high is wm14.pipe.transformer.get_parameter("blocks.1.ffn.net.2.lora_B.wiw_ft.weight")
+    assert low is wm14.pipe.transformer_2.get_parameter("blocks.1.ffn.net.2.lora_B.wiw_ft.weight")
+    assert wm14.running_tensor("transformer.blocks.1.ffn.net.2.lora_B.weight") is None  # which file? ambiguous
+    assert wm5.running_tensor("transformer.blocks.9.attn1.to_q.lora_A.weight") is None
+    assert wm5.running_tensor("transformer.blocks.0.attn1.to_q.weight") is None
+
+
+# -- LoRA namings ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("which", ["ds5", "ds5-prefixed", "alpha5"])
+def test_diffsynth_and_original_names_load_the_same_lora(which, paths, wms):
+    wm = load("FTwan22", paths[which], paths["wan22"])
+    assert wm.loras[0].naming == "wan"
+    assert np.array_equal(wm.generate(request("FTwan22")), wms["FTwan22"].generate(request("FTwan22")))
+    # The file's own tensors run, alphas included (not folded into the weights): the suite's check agrees.
+    assert mismatches(wm, wm.ckpt) == {}
+    keys = wm.ckpt.fingerprint_keys()
+    assert any(".self_attn.q.lora_" in k for k in keys) and any(".ffn.2.lora_" in k for k in keys)
+    if which == "alpha5":
+        alpha = wm.running_tensor("diffusion_model.blocks.0.self_attn.q.alpha")
+        assert float(alpha) == 8.0 and wm.pipe.transformer.blocks[0].attn1.to_q.scaling["wiw_ft"] == 2.0
+
+
+def test_diffsynth_top_level_modules_load(paths, wms, tmp_path):
+    """Keys outside the blocks (head.head, time_projection.1, text_embedding.0) go through the converter too."""
+    tensors, _ = read(paths["lora5"])
+    out = {diffsynth_key(k, "diffusion_model."): t for k, t in tensors.items()}
+    t = wms["wan22"].pipe.transformer
+    g = torch.Generator().manual_seed(0)
+    for theirs, ours in [("head.head", t.proj_out), ("time_projection.1", t.condition_embedder.time_proj),
+                         ("text_embedding.0", t.condition_embedder.text_embedder.linear_1)]:
+        out[f"diffusion_model.{theirs}.lora_A.weight"] = torch.randn(4, ours.in_features, generator=g)
+        out[f"diffusion_model.{theirs}.lora_B.weight"] = torch.randn(ours.out_features, 4, generator=g)
+    save_file(out, str(tmp_path / "top.safetensors"))
+    wm = load("FTwan22", tmp_path / "top.safetensors", paths["wan22"])
+    assert wm.loras[0].params["diffusion_model.head.head.lora_B.weight"] == "proj_out.lora_B.weight"
+    assert mismatches(wm, wm.ckpt) == {}
+    assert not np.array_equal(wm.generate(request("FTwan22", batch=1)),
+                              wms["FTwan22"].generate(request("FTwan22", batch=1)))
+
+
+def test_diffsynth_names_load_into_both_experts(paths, wms):
+    wm = load("FTwan22-14B", paths["ds14"], paths["wan22-14B"])
+    assert [lora.naming for lora in wm.loras] == ["wan", "wan"]
+    assert np.array_equal(wm.generate(request("FTwan22-14B")), wms["FTwan22-14B"].generate(request("FTwan22-14B")))
+    assert lora_mismatches(wm) == {}
+
+
+# -- refused LoRAs ---------------------------------------------------------------------------------------------------
+def test_lora_keys_that_match_no_module_are_refused_listing_them(paths, tmp_path):
+    diffusers_bad = write_renamed(paths["lora5"], tmp_path / "a" / "lora.safetensors", lambda k: k, keep_metadata=True,
+                                  extra={"transformer.blocks.0.attn1.to_zz.lora_A.weight": torch.zeros(4, 16)})
+    with pytest.raises(CheckpointError) as info:
+        load("FTwan22", diffusers_bad, paths["wan22"])
+    msg = str(info.value)
+    assert "1 of 41 LoRA tensors match no module" in msg and "transformer.blocks.0.attn1.to_zz.lora_A.weight" in msg
+
+    diffsynth_bad = write_renamed(paths["lora5"], tmp_path / "b" / "lora.safetensors", diffsynth_key,
+                                  extra={"blocks.0.self_attn.zz.lora_A.default.weight": torch.zeros(4, 16),
+                                         "blocks.7.cross_attn.q.lora_A.default.weight": torch.zeros(4, 16)})
+    with pytest.raises(CheckpointError) as info:
+        load("FTwan22", diffsynth_bad, paths["wan22"])
+    msg = str(info.value)
+    assert "2 of 42" in msg and "blocks.0.self_attn.zz.lora_A.default.weight" in msg
+    assert "blocks.7.cross_attn.q.lora_A.default.weight (no module blocks.7.attn2.to_q)" in msg
+
+
+def test_a_lora_for_another_architecture_is_refused_saying_so(paths, tmp_path):
+    # The TI2V-5B LoRA on the A14B experts: the same key names, shapes of another model.
+    with pytest.raises(CheckpointError, match="a checkpoint for another model: none of its 40 LoRA tensors"):
+        load("FTwan22-14B", paths["lora5"], paths["wan22-14B"])
+    # Another transformer's names (transformer_blocks.N: LTX, CogVideoX, ...).
+    other = write_renamed(paths["lora5"], tmp_path / "other" / "lora.safetensors",
+                          lambda k: k.replace("transformer.blocks.", "transformer.transformer_blocks."))
+    with pytest.raises(CheckpointError, match="a checkpoint for another model"):
+        load("FTwan22", other, paths["wan22"])
+
+
+# -- A14B: which file goes to which expert ---------------------------------------------------------------------------
+def test_low_file_goes_to_the_low_noise_expert(paths, wms):
+    wm = wms["FTwan22-14B"]
+    assert {lora.file.name: lora.component for lora in wm.loras} == {HIGH: "transformer", LOW: "transformer_2"}
+    ft = wm.generate(request("FTwan22-14B"))
+    swapped = load("FTwan22-14B", paths["swapped14"], paths["wan22-14B"])
+    assert levels(ft, swapped.generate(request("FTwan22-14B")))[1] >= 1.0
+
+
+@pytest.mark.parametrize("which", [HIGH, LOW])
+def test_one_file_loads_into_its_expert_only(which, paths, wms):
+    wm = load("FTwan22-14B", paths["FTwan22-14B"] / which, paths["wan22-14B"])
+    expert = "transformer_2" if which == LOW else "transformer"
+    other = "transformer" if which == LOW else "transformer_2"
+    assert [lora.component for lora in wm.loras] == [expert]
+    assert getattr(wm.pipe, expert).peft_config and not getattr(getattr(wm.pipe, other), "peft_config", None)
+    out = wm.generate(request("FTwan22-14B", batch=1))
+    assert not np.array_equal(out, wms["FTwan22-14B"].generate(request("FTwan22-14B", batch=1)))
+    with wm.zero_shot():
+        assert np.array_equal(wm.generate(request("FTwan22-14B", batch=1)),
+                              wms["wan22-14B"].generate(request("wan22-14B", batch=1)))
+    assert mismatches(wm, wm.ckpt) == {}
+
+
+def test_two_files_for_one_expert_are_refused(paths, tmp_path):
+    folder = tmp_path / "both_high"
+    folder.mkdir()
+    shutil.copy(paths["FTwan22-14B"] / HIGH, folder / "a_high.safetensors")
+    shutil.copy(paths["FTwan22-14B"] / LOW, folder / "b_high.safetensors")
+    with pytest.raises(CheckpointError, match="both would go to transformer"):
+        load("FTwan22-14B", folder, paths["wan22-14B"])

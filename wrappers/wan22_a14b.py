@@ -1,0 +1,136 @@
+"""Wan 2.2 A14B image-to-video: ``wan22-14B`` (zero-shot) and ``FTwan22-14B`` (LoRAs on its two experts).
+
+``wan22-14B`` loads a diffusers ``WanImageToVideoPipeline`` folder of the A14B I2V kind: two
+transformers of one architecture, ``transformer`` (the high-noise expert, timesteps at or above
+``boundary_ratio * 1000``) and ``transformer_2`` (the low-noise expert, below it), Wan 2.1-style I2V
+input (noise latents + first-frame mask + image-condition latents, 36 channels for the z_dim-16 VAE),
+no CLIP image encoder.
+
+``FTwan22-14B`` takes one or two LoRA ``.safetensors`` (a folder holding them, or one file). As in
+WIW's wrapper, a file whose name contains ``_low_`` goes to the low-noise expert (``transformer_2``),
+the other to the high-noise expert (``transformer``). Keys may use diffusers or DiffSynth-Studio names
+(``wrappers.wan_lora``). ``zero_shot()`` switches the adapters of both experts off (never fused).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
+
+from pytest_wiw.api import CheckpointError, write_card
+
+from .wan22 import Wan22Base
+from .wan_lora import save_random_lora
+
+#: Generation settings the tiny checkpoints declare in their cards. With 2 steps at shift 5 the
+#: timesteps are 999 and 833: one step per expert at boundary_ratio 0.9, so both experts run.
+TINY_GENERATION = {"height": 32, "width": 48, "out_height": 32, "out_width": 48, "num_frames": 5,
+                   "num_output_frames": 4, "steps": 2, "guidance_scale": 2.0}
+#: Wan 2.2 A14B I2V's expert boundary (the real pipeline's model_index.json says 0.9 too).
+TINY_BOUNDARY_RATIO = 0.9
+#: File names of the tiny FT's two LoRAs; the low-noise one carries ``_low_``, as WIW names them.
+TINY_LORA_FILES = {"transformer": "wan22_high_noise_lora.safetensors",
+                   "transformer_2": "wan22_low_noise_lora.safetensors"}
+TINY_LORA_B_GAIN = 3.0
+LOW_NOISE_MARK = "_low_"
+
+
+def expert_of(file: Path) -> str:
+    """The expert a LoRA file is for: ``transformer_2`` (low noise) when its name contains ``_low_``."""
+    return "transformer_2" if LOW_NOISE_MARK in file.name else "transformer"
+
+
+class Wan22A14B(Wan22Base):
+    """Wan 2.2 A14B I2V through diffusers; serves ``wan22-14B`` and its LoRA post-train ``FTwan22-14B``."""
+
+    version = "1"
+    ARCH = "Wan 2.2 A14B I2V"
+    PIPELINE_CONFIG = {"expand_timesteps": False}
+
+    def _check_architecture(self, pipe, path: Path) -> None:
+        t, t2 = pipe.transformer, getattr(pipe, "transformer_2", None)
+        if t is None or t2 is None or pipe.config.boundary_ratio is None:
+            raise CheckpointError(f"{path}: not a {self.ARCH} pipeline: it needs two experts (transformer, "
+                                  "transformer_2) and a boundary_ratio; found "
+                                  f"transformer={'yes' if t is not None else 'no'}, "
+                                  f"transformer_2={'yes' if t2 is not None else 'no'}, "
+                                  f"boundary_ratio={pipe.config.boundary_ratio}")
+        z = pipe.vae.config.z_dim
+        for name, m in (("transformer", t), ("transformer_2", t2)):
+            if m.config.in_channels != 2 * z + 4:
+                raise CheckpointError(f"{path}: not a {self.ARCH} pipeline: {name} takes {m.config.in_channels} "
+                                      f"channels, an I2V expert takes {2 * z + 4} (z_dim-{z} noise + 4 mask + "
+                                      f"{z} image latents)")
+        self._note(f"two experts: transformer for timesteps >= {pipe.config.boundary_ratio * 1000:g}, "
+                   "transformer_2 below")
+
+    def _lora_routes(self) -> list[tuple[str, Path]]:
+        files = list(self.ckpt.files)
+        if not 1 <= len(files) <= 2:
+            raise CheckpointError(f"{self.ckpt.path}: {self.spec.name} takes one or two LoRA .safetensors (the "
+                                  f"low-noise one named *{LOW_NOISE_MARK}*), found {len(files)}: "
+                                  f"{', '.join(f.name for f in files)}")
+        routes = [(expert_of(f), f) for f in files]
+        if len({c for c, _ in routes}) != len(routes):
+            what = "contain" if routes[0][0] == "transformer_2" else "lack"
+            raise CheckpointError(f"{self.ckpt.path}: both LoRA files {what} {LOW_NOISE_MARK!r} in their names, so "
+                                  f"both would go to {routes[0][0]}: name the low-noise expert's file "
+                                  f"*{LOW_NOISE_MARK}* and the high-noise one without it")
+        for component, file in routes:
+            self._note(f"LoRA {file.name} -> {component} "
+                       f"({'low' if component == 'transformer_2' else 'high'}-noise expert)")
+        return routes
+
+    # -- tiny checkpoints ------------------------------------------------------------------------------
+    @classmethod
+    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
+            if base is not None:
+                pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+                for i, (component, name) in enumerate(TINY_LORA_FILES.items()):
+                    save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name,
+                                     seed * 1000 + i, b_gain=TINY_LORA_B_GAIN)
+                write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"],
+                           license="apache-2.0", training_steps=0, generation=dict(TINY_GENERATION),
+                           description="Tiny random LoRAs (high- and low-noise expert) over the tiny Wan 2.2 "
+                                       "A14B I2V pipeline, for pytest-wiw self-tests.")
+            elif wm_type.startswith("FT"):
+                raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
+            else:
+                _make_tiny_pipeline(out_dir, seed)
+        return out_dir
+
+
+def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
+    from diffusers import AutoencoderKLWan
+
+    from .tiny_text import tiny_t5_encoder, tiny_tokenizer
+
+    experts = []
+    for i in range(2):
+        torch.manual_seed(seed * 1000 + i)
+        # As A14B I2V: 36 = 16 noise latents + 4 first-frame mask + 16 image-condition latents, no image
+        # cross-attention. Inner dim 24 (not the TI2V tiny's 16), so a LoRA of one does not fit the other.
+        experts.append(WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
+            text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", rope_max_seq_len=32))
+    torch.manual_seed(seed)
+    # The Wan 2.1 VAE A14B uses; base_dim 8 (not 4) makes the tiny output sensitive enough to noise and LoRA.
+    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    text_encoder = tiny_t5_encoder(d_model=16, seed=seed)
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        num_train_timesteps=1000, flow_shift=5.0)
+    pipe = WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
+                                   scheduler=scheduler, transformer=experts[0], transformer_2=experts[1],
+                                   boundary_ratio=TINY_BOUNDARY_RATIO)
+    pipe.save_pretrained(str(out_dir), safe_serialization=True)
+    write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
+               training_steps=0, generation=dict(TINY_GENERATION),
+               description="Tiny random Wan 2.2 A14B-style (two-expert) image-to-video pipeline for pytest-wiw "
+                           "self-tests.")
