@@ -1,0 +1,24 @@
+"""The whole native WIW roster in one xdist run on the embedded defaults: every check passes."""
+
+from __future__ import annotations
+
+from conftest import make_checks_dir, run_checks
+
+NATIVE = ("svd ltx hunyuan cosmos20 cosmos25 wan21 wan22 wan22-14B FTcosmos FTltx FTwan21 FTwan22 FTwan22-14B "
+          "igen").split()
+FT_ONLY = ("test_differs_from_zero_shot", "test_honest_baseline", "test_checkpoint_card")
+
+
+def test_every_native_wm_type_passes_every_check(tmp_path, run_env):
+    run = run_checks(make_checks_dir(tmp_path / "run"), run_env, "-n", "2", *[f"--wm={n}" for n in NATIVE])
+    assert run.returncode == 0, run.output[-5000:]
+    for name in NATIVE:
+        checks = run.of(name)
+        assert len(checks) == 13, (name, sorted(checks))
+        for test_id, check in checks.items():
+            expected = "skipped" if test_id.split("[")[0] in FT_ONLY and not name.startswith(("FT", "igen")) \
+                else "passed"
+            assert check.outcome == expected, (test_id, check.message)
+    for name in NATIVE:
+        floor = 4 if name.startswith(("FT", "igen")) else 3
+        assert f"{name}: 1 load(s), {floor} generation call(s)" in run.output
