@@ -61,6 +61,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--wm-report", default=None, metavar="DIR",
                     help="write <wm_type>.json, report.md and a contact sheet per wm_type into DIR")
     group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")
+    parser.addini("wm_expected_failures", type="linelist", default=[],
+                  help="known failing checks, one per line: 'WM_TYPE: check name: reason' (strict xfail)")
 
 
 # 2. selection ------------------------------------------------------------------------------------
@@ -71,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     _default_to_loadgroup(config)
     try:
-        selection = parse_selection(config.option)
+        selection = parse_selection(config.option, config.getini("wm_expected_failures"))
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[_SELECTION_KEY] = selection
@@ -135,7 +137,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             marks.append(pytest.mark.skip(reason=f"{name} is not runnable here: {spec.unavailable}"))
         elif ft_only and not spec.is_ft:
             marks.append(pytest.mark.skip(reason=f"{name} is a zero-shot type: '{check_name}' applies to FT types"))
-        reason = spec.expected_failures.get(check_name)
+        reason = spec.expected_failures.get(check_name) or selection.expected_failures.get((name, check_name))
         if reason:
             marks.append(pytest.mark.xfail(reason=f"expected failure declared by {name}: {reason}", strict=True))
         params.append(pytest.param(name, marks=marks, id=name))

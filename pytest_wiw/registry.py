@@ -19,6 +19,10 @@ ENTRY_POINT_GROUP = "pytest_wiw.wms"
 CATEGORIES = ("text", "FTtext", "camera", "action", "GTsim")
 FINETUNE_KINDS = ("lora", "transformer", "unet", "full")
 TASKS = ("navigation", "manipulation", "freetext")
+# The conformance checks by name, as expected_failures and reports spell them.
+CHECK_NAMES = ("registered", "checkpoint readable", "checkpoint card", "checkpoint loads", "checkpoint applied",
+               "output contract", "batch invariance", "seed determinism", "seed sensitivity", "order independence",
+               "differs from zero-shot", "honest baseline", "bad request rejected")
 _WRAPPER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -220,6 +224,9 @@ def _check_spec(spec: WMSpec) -> None:
     if spec.base and spec.finetune not in FINETUNE_KINDS:
         raise SpecError(f"{where}: finetune must say how the checkpoint applies: one of "
                         f"{', '.join(FINETUNE_KINDS)}, got {spec.finetune!r}")
+    unknown = [c for c in spec.expected_failures if c not in CHECK_NAMES]
+    if unknown:
+        raise SpecError(f"{where}: expected_failures names unknown checks {unknown}; checks: {', '.join(CHECK_NAMES)}")
     if spec.max_batch < 1:
         raise SpecError(f"{where}: max_batch must be at least 1")
 

@@ -71,7 +71,9 @@ class ReportCollector:
             "verdict": verdict(checks), "checkpoint": checkpoint, "worker_failure": worker.get("worker_failure"),
             "base_checkpoint": worker.get("base_checkpoint"), "environment": worker.get("environment", {}),
             "generation": worker.get("generation"), "notes": worker.get("notes", []),
-            "expected_failures": dict(spec.expected_failures), "checks": checks, "figures": figures,
+            "expected_failures": {**spec.expected_failures,
+                                  **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
+            "checks": checks, "figures": figures,
         }
 
     def write(self, out_dir: Path) -> list[Path]:

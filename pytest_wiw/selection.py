@@ -29,10 +29,12 @@ class Selection:
     seed: int = 0
     min_diff: float = 1.0
     max_batch: int = 2
+    #: (wm_type, check name) -> reason, from the ini option wm_expected_failures
+    expected_failures: dict = field(default_factory=dict)
 
 
-def parse_selection(option) -> Selection:
-    """Build the Selection from pytest's parsed options (``config.option``)."""
+def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
+    """Build the Selection from pytest's parsed options (``config.option``) and ini lines."""
     registry = load_registry()
     names = parse_wm_list(option.wm, registry)
     if option.wm_changed:
@@ -65,7 +67,27 @@ def parse_selection(option) -> Selection:
         seed=parse_int("--wm-seed", option.wm_seed, minimum=0),
         min_diff=parse_float("--wm-min-diff", option.wm_min_diff, positive=False),
         max_batch=parse_int("--wm-max-batch", option.wm_max_batch, minimum=1),
+        expected_failures=parse_expected_failures(ini_expected_failures, registry),
     )
+
+
+def parse_expected_failures(lines: list[str], registry: dict[str, WMSpec]) -> dict[tuple[str, str], str]:
+    """``WM_TYPE: check name: reason`` lines of the ini option wm_expected_failures."""
+    from .registry import CHECK_NAMES
+
+    out = {}
+    for line in lines:
+        parts = [p.strip() for p in line.split(":", 2)]
+        if len(parts) != 3 or not all(parts):
+            raise UsageError(f"wm_expected_failures line {line!r}: expected 'WM_TYPE: check name: reason'")
+        wm_type, check, reason = parts
+        if wm_type not in registry:
+            raise UsageError(f"wm_expected_failures line {line!r}: {wm_type!r} is not a registered wm_type")
+        if check not in CHECK_NAMES:
+            raise UsageError(f"wm_expected_failures line {line!r}: {check!r} is not a check; checks: "
+                             f"{', '.join(CHECK_NAMES)}")
+        out[(wm_type, check)] = reason
+    return out
 
 
 def parse_wm_list(values: list[str], registry: dict[str, WMSpec]) -> list[str]:

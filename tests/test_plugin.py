@@ -129,3 +129,16 @@ def test_explicit_paths_keep_the_users_tests(run_pytest, tmp_path):
     assert "test_mine" not in alone.stdout and f"{len(CHECKS)} tests collected" in alone.stdout
     both = run_pytest("test_mine.py", "--wm", "GTsim", "--co", "-q")
     assert "test_mine.py::test_mine" in both.stdout and f"{len(CHECKS) + 1} tests collected" in both.stdout
+
+
+def test_ini_expected_failures_run_as_strict_xfail(run_pytest):
+    proc = run_pytest("--wm", "svd-unseeded", "-k", "seed_determinism", "-rx",
+                      "-o", "wm_expected_failures=svd-unseeded: seed determinism: upstream draws unseeded noise")
+    assert proc.returncode == 0, proc.stdout
+    assert "1 xfailed" in proc.stdout and "upstream draws unseeded noise" in proc.stdout
+
+
+def test_ini_expected_failures_must_name_a_check(run_pytest):
+    proc = run_pytest("--wm", "svd", "-o", "wm_expected_failures=svd: seed stuff: why")
+    assert proc.returncode == 4
+    assert "'seed stuff' is not a check; checks: registered" in proc.stderr
