@@ -1,0 +1,32 @@
+"""The CI recipes in docs/ are valid and use only commands that exist."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_github_workflow_is_valid_and_shards_then_merges():
+    workflow = yaml.safe_load((DOCS / "ci" / "wiw-conformance.yml").read_text())
+    jobs = workflow["jobs"]
+    assert jobs["check"]["strategy"]["matrix"]["shard"] == [1, 2, 3, 4]
+    check_steps = " ".join(s.get("run", "") for s in jobs["check"]["steps"])
+    assert "--wm-shard ${{ matrix.shard }}/4" in check_steps and "--wm-report report-" in check_steps
+    assert jobs["merge"]["needs"] == "check"
+    merge_steps = " ".join(s.get("run", "") for s in jobs["merge"]["steps"])
+    assert "pytest-wiw report shards/* --out merged" in merge_steps
+
+
+def test_slurm_recipe_is_valid_bash():
+    subprocess.run(["bash", "-n", str(DOCS / "ci" / "wiw-slurm.sh")], check=True)
+
+
+def test_documented_options_exist():
+    help_text = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True).stdout
+    for option in ("--wm-shard", "--wm-changed", "--wm-report", "--wm-worker-cmd", "--wm-worker-python"):
+        assert option in help_text, option
