@@ -9,7 +9,7 @@ from pytest_wiw.errors import CheckpointError
 
 
 @pytest.mark.wm_check("checkpoint card", ft_only=True)
-def test_checkpoint_card(wm, record_property):
+def test_checkpoint_card(wm, wiw_record):
     """A README.md beside the post-trained checkpoint with datasets, training_steps and license."""
     if wm.legacy_command:
         pytest.skip(f"{wm.spec.name} runs a WIW worker script (--wm-worker-cmd): its checkpoint is inside the command")

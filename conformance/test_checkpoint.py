@@ -23,7 +23,7 @@ def _listing(items):
 
 
 @pytest.mark.wm_check("checkpoint readable")
-def test_checkpoint_readable(wm, record_property):
+def test_checkpoint_readable(wm, wiw_record):
     """Files exist, safetensors headers parse and fit their files, no pickles; sha256 recorded."""
     skip_if_legacy(wm)
     try:
@@ -33,19 +33,19 @@ def test_checkpoint_readable(wm, record_property):
         fail(f"checkpoint unreadable: {exc}")
     if not index:
         fail(f"{ckpt.path}: the checkpoint holds no tensors")
-    record(record_property, wm, checkpoint_format=ckpt.format, checkpoint_sha256=ckpt.sha256(),
+    record(wiw_record, wm, checkpoint_format=ckpt.format, checkpoint_sha256=ckpt.sha256(),
            checkpoint_bytes=ckpt.size_bytes(), checkpoint_tensors=len(index))
 
 
 @pytest.mark.wm_check("checkpoint loads")
-def test_checkpoint_loads(wm, record_property):
+def test_checkpoint_loads(wm, wiw_record):
     """The worker reaches ready, and every checkpoint tensor lands in the running model."""
     ready = require(wm.ready, "loading")
     if wm.legacy_command:  # a WIW script says nothing of its load: it has loaded when it answers
         frames_of(require(wm.floor, "loading").g1, "loading (the legacy worker's first answer)")
-        record(record_property, wm, worker_pid=ready["pid"])
+        record(wiw_record, wm, worker_pid=ready["pid"])
         return
-    record(record_property, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
+    record(wiw_record, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
            load_seconds=round(ready["load_seconds"], 3),
            load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
     unmapped = ready["unmapped_keys"]
@@ -55,7 +55,7 @@ def test_checkpoint_loads(wm, record_property):
 
 
 @pytest.mark.wm_check("checkpoint applied")
-def test_checkpoint_applied(wm, record_property):
+def test_checkpoint_applied(wm, wiw_record):
     """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding)."""
     skip_if_legacy(wm)
     ready = require(wm.ready, "the running weights")
@@ -71,7 +71,7 @@ def test_checkpoint_applied(wm, record_property):
              "(the wrapper's running_tensor() finds no tensor for them):" + _listing(missing))
     expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
     mismatches = [m for k in keys if (m := compare(k, running[k], expected[k]))]
-    record(record_property, wm, fingerprinted_tensors=len(keys), fingerprint_mismatches=len(mismatches))
+    record(wiw_record, wm, fingerprinted_tensors=len(keys), fingerprint_mismatches=len(mismatches))
     if mismatches:
         fail(f"{len(mismatches)} of {len(keys)} fingerprinted tensors differ between the running model and "
              f"{ckpt.path}: the wrapper loads the checkpoint but runs other weights (the base's?)"

@@ -6,13 +6,13 @@ from pytest_wiw.assertions import diff_of, fail, frames_of, record, require
 
 
 @pytest.mark.wm_check("differs from zero-shot", ft_only=True)
-def test_differs_from_zero_shot(wm, wiw_session, record_property):
+def test_differs_from_zero_shot(wm, wiw_session, wiw_record):
     """FT vs its zero-shot base on the identical request and seed: mean |diff| at least --wm-min-diff."""
     floor = require(wm.floor, "the FT vs zero-shot difference")
     ft = frames_of(floor.g1, "the FT vs zero-shot difference")
     zero = frames_of(floor.z, "the FT vs zero-shot difference")
     diff = diff_of(ft, zero, "differs from zero-shot")
-    record(record_property, wm, **diff.metrics("baseline_diff"))
+    record(wiw_record, wm, **diff.metrics("baseline_diff"))
     needed = wiw_session.selection.min_diff
     if diff.mean_abs < needed:
         fail(f"{wm.spec.name} is (nearly) identical to its zero-shot base {wm.spec.base} on the same request "
@@ -21,7 +21,7 @@ def test_differs_from_zero_shot(wm, wiw_session, record_property):
 
 
 @pytest.mark.wm_check("honest baseline", ft_only=True)
-def test_honest_baseline(wm, wiw_session, record_property):
+def test_honest_baseline(wm, wiw_session, wiw_record):
     """The zero-shot output Z used above equals the base wm_type's own G1 (same request, seed, settings)."""
     base = wm.spec.base
     if not wiw_session.selected(base):
@@ -36,7 +36,7 @@ def test_honest_baseline(wm, wiw_session, record_property):
     zero = frames_of(require(wm.floor, "the honest baseline").z, "the honest baseline")
     own = frames_of(require(base_wm.floor, "the honest baseline").g1, "the honest baseline")
     diff = diff_of(zero, own, "honest baseline")
-    record(record_property, wm, honest_baseline_max_abs=diff.max_abs)
+    record(wiw_record, wm, honest_baseline_max_abs=diff.max_abs)
     tol = wm.spec.tolerances.determinism_max_abs
     if diff.max_abs > tol:
         fail(f"the zero-shot output inside {wm.spec.name} differs from {base}'s own output for the same request "

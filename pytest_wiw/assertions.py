@@ -38,9 +38,8 @@ def diff_of(a: np.ndarray, b: np.ndarray, what: str) -> VideoDiff:
     return video_diff(a, b)
 
 
-def record(record_property, wm: WMSubject, **metrics) -> None:
-    """Attach figures to the junit test case and to the subject (for the report)."""
-    record_property("wm_type", wm.spec.name)
+def record(wiw_record, wm: WMSubject, **metrics) -> None:
+    """Attach figures to the junit test case (which carries its wm_type already) and to the subject."""
     for key, value in metrics.items():
-        record_property(key, value)
+        wiw_record(key, value)
         wm.metrics[key] = value

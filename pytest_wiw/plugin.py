@@ -144,6 +144,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("wm_type", params)
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every check's junit test case carries its wm_type, skipped ones too."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and item.get_closest_marker("wm_check") and "wm_type" in callspec.params:
+        item.user_properties.append(("wm_type", callspec.params["wm_type"]))
+
+
 # 5. fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
@@ -158,6 +165,15 @@ def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
 def wm(wm_type: str, wiw_session: WiwSession):
     """The wm_type under test (a ``WMSubject``): its spec, checkpoint, worker and floor generations."""
     return wiw_session.subject(wm_type)
+
+
+@pytest.fixture
+def wiw_record(request: pytest.FixtureRequest):
+    """Record a figure on the check's report: a junit property and a report metric.
+
+    Unlike pytest's ``record_property`` it does not warn under junit_family xunit2.
+    """
+    return lambda name, value: request.node.user_properties.append((name, value))
 
 
 # 6. header -----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Conformance reports: one JSON per wm_type, a Markdown summary, merged across xdist workers and shards.
 
 The controller builds the reports from what reaches it anyway: every check's log report (outcome,
-duration, message, and the figures each check records with ``record_property``) and, per wm_type, a
+duration, message, and the figures each check records with ``wiw_record``) and, per wm_type, a
 summary of its worker (checkpoint, environment, loads, generations) that each xdist worker sends in
 ``workeroutput``. Files are written once, by the controller, also when checks fail or the run is
 interrupted. ``pytest-wiw report`` merges reports from several shards or machines.
