@@ -157,8 +157,20 @@ def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
     """The session's worker pool, result store and wm_type subjects."""
     config = request.config
     if _SESSION_KEY not in config.stash:
-        config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY])
+        config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY], _progress_display(config))
     return config.stash[_SESSION_KEY]
+
+
+def _progress_display(config: pytest.Config):
+    """Where worker progress goes: an updating line on a tty, plain lines otherwise, nothing with -q
+    or in an xdist worker (it has no terminal)."""
+    from .terminal import ProgressDisplay
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.option.verbose < 0 or not _controller(config):
+        return None
+    return ProgressDisplay(reporter, live=reporter.isatty(),
+                           capture_manager=config.pluginmanager.get_plugin("capturemanager"))
 
 
 @pytest.fixture

@@ -104,8 +104,9 @@ class WorkerHandle:
 
 
 class WorkerPool:
-    def __init__(self, settings: PoolSettings):
+    def __init__(self, settings: PoolSettings, on_progress=None):
         self.settings = settings
+        self.on_progress = on_progress  # (label, progress frame) -> None, for the terminal
         self.handles: dict[WorkerKey, WorkerHandle] = {}
         self.loads = 0
         self.log_dir = Path(tempfile.mkdtemp(prefix="pytest-wiw-logs-"))
@@ -136,6 +137,7 @@ class WorkerPool:
             handle = WorkerHandle(key, spec, None, self.settings)
             handle.failure = f"{label}: could not start {self.settings.python!r}: {exc}"
             return handle
+        process.on_progress = self.on_progress
         handle = WorkerHandle(key, spec, process, self.settings)
         self.loads += 1
         try:

@@ -10,9 +10,9 @@ from .subject import ResultStore, WMSubject
 
 
 class WiwSession:
-    def __init__(self, selection: Selection):
+    def __init__(self, selection: Selection, on_progress=None):
         self.selection = selection
-        self.pool = WorkerPool(selection.settings)
+        self.pool = WorkerPool(selection.settings, on_progress)
         self.store = ResultStore()
         self.subjects: dict[str, WMSubject] = {}
 

@@ -142,3 +142,10 @@ def test_ini_expected_failures_must_name_a_check(run_pytest):
     proc = run_pytest("--wm", "svd", "-o", "wm_expected_failures=svd: seed stuff: why")
     assert proc.returncode == 4
     assert "'seed stuff' is not a check; checks: registered" in proc.stderr
+
+
+def test_progress_streams_as_plain_lines_and_is_silent_with_q(run_pytest):
+    shown = run_pytest("--wm", "svd", "-k", "output_contract")
+    assert "wiw: worker svd (cpu): generate: 2/2 denoising step" in shown.stdout, shown.stdout
+    quiet = run_pytest("--wm", "svd", "-k", "output_contract", "-q")
+    assert quiet.returncode == 0 and "denoising step" not in quiet.stdout

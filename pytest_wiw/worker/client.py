@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections import deque
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class WorkerProcess:
         self.reply_fd = self.proc.stdout.fileno()
         self.extra_pipes: list = []  # further pipe ends a subclass owns, closed at teardown
         self.stopped_because: str | None = None
+        #: Called with each ``progress`` frame (stage, what, done, total, unit) while waiting for a reply.
+        self.on_progress: Callable[[str, dict], None] | None = None
 
     @classmethod
     def start(cls, python: str, config: dict, env: dict[str, str], log_path: Path, label: str) -> "WorkerProcess":
@@ -65,14 +68,23 @@ class WorkerProcess:
             raise self._died("while a request was being sent") from None
 
     def receive(self, timeout: float, what: str) -> tuple[dict, dict[str, np.ndarray]]:
-        """The next frame from the worker, within ``timeout`` seconds."""
+        """The next reply from the worker within ``timeout`` seconds; progress frames go to on_progress."""
         deadline = time.monotonic() + timeout
-        (total,) = _LEN.unpack(self._read(4, deadline, what))
-        try:
-            return decode_body(total, lambda n: self._read(n, deadline, what))
-        except ProtocolError as exc:
-            self.kill(f"sent a malformed frame ({exc})")
-            raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
+        saw_progress = False
+        while True:
+            (total,) = _LEN.unpack(self._read(4, deadline, what))
+            try:
+                header, arrays = decode_body(total, lambda n: self._read(n, deadline, what))
+            except ProtocolError as exc:
+                self.kill(f"sent a malformed frame ({exc})")
+                raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
+            if header.get("type") != "progress":
+                if saw_progress and self.on_progress is not None:
+                    self.on_progress(self.label, None)
+                return header, arrays
+            saw_progress = True
+            if self.on_progress is not None:
+                self.on_progress(self.label, header)
 
     def request(self, header: dict, arrays: dict[str, np.ndarray] | None, timeout: float,
                 what: str) -> tuple[dict, dict[str, np.ndarray]]:

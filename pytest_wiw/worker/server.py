@@ -36,6 +36,10 @@ class Worker:
         import torch
 
         cfg = self.config
+        if cfg.get("progress", True):
+            from . import progress
+
+            progress.install(lambda info: write_frame(self.out, {"type": "progress", **info}))
         env = configure_torch(cfg.get("threads", 1), cfg.get("deterministic", True), cfg["device"])
         spec = WMSpec.from_dict(cfg["spec"])
         cls = load_wrapper_class(spec.wrapper)
