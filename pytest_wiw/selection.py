@@ -31,6 +31,7 @@ class Selection:
     max_batch: int = 2
     #: (wm_type, check name) -> reason, from the ini option wm_expected_failures
     expected_failures: dict = field(default_factory=dict)
+    baseline_cache: str | None = None
 
 
 def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
@@ -68,6 +69,7 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         min_diff=parse_float("--wm-min-diff", option.wm_min_diff, positive=False),
         max_batch=parse_int("--wm-max-batch", option.wm_max_batch, minimum=1),
         expected_failures=parse_expected_failures(ini_expected_failures, registry),
+        baseline_cache=str(Path(option.wm_baseline_cache).expanduser().absolute()) if option.wm_baseline_cache else None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .baseline_cache import BaselineCache
 from .pool import WorkerPool
 from .selection import Selection
 from .subject import ResultStore, WMSubject
@@ -14,6 +15,7 @@ class WiwSession:
         self.selection = selection
         self.pool = WorkerPool(selection.settings, on_progress)
         self.store = ResultStore()
+        self.baseline_cache = BaselineCache(Path(selection.baseline_cache)) if selection.baseline_cache else None
         self.subjects: dict[str, WMSubject] = {}
 
     def subject(self, wm_type: str) -> WMSubject:
@@ -23,7 +25,7 @@ class WiwSession:
             base_spec = sel.registry.get(spec.base) if spec.base else None
             self.subjects[wm_type] = WMSubject(
                 spec, base_spec, sel.ckpt.get(wm_type), sel.base_ckpt.get(wm_type), self.pool, self.store,
-                seed=sel.seed, max_batch=sel.max_batch)
+                seed=sel.seed, max_batch=sel.max_batch, baseline_cache=self.baseline_cache)
         return self.subjects[wm_type]
 
     def summaries(self, report_dir: Path | None) -> dict[str, dict]:

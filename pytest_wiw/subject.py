@@ -87,7 +87,8 @@ class WMSubject:
     """The session state of one wm_type: resolved lazily, shared by all of its checks."""
 
     def __init__(self, spec: WMSpec, base_spec: WMSpec | None, ckpt: str | None, base_ckpt: str | None,
-                 pool: WorkerPool, store: ResultStore, seed: int, max_batch: int):
+                 pool: WorkerPool, store: ResultStore, seed: int, max_batch: int,
+                 baseline_cache: "BaselineCache | None" = None):
         self.spec = spec
         self.base_spec = base_spec
         self.ckpt_arg = ckpt
@@ -98,6 +99,7 @@ class WMSubject:
         self.max_batch = min(max_batch, spec.max_batch)
         self._handle: WorkerHandle | None = None
         self._floor: Floor | None = None
+        self.baseline_cache = baseline_cache
         self.metrics: dict[str, object] = {}
 
     @property
@@ -155,9 +157,29 @@ class WMSubject:
             else:
                 g2 = self.store.run(handle, r.with_seed(s2), "ft", f"G2 (R, seed {s2}, alone: --wm-max-batch 1)")
             g3 = self.store.run(handle, r, "ft", "G3 (R, seed s, after G2)", repeat=1)
-            z = self.store.run(handle, r, "zero_shot", "Z (R, seed s, zero-shot)") if self.spec.is_ft else None
+            z = self._zero_shot(handle, r) if self.spec.is_ft else None
             self._floor = Floor(g1, g2, g3, z)
         return self._floor
+
+    def _zero_shot(self, handle: WorkerHandle, r: GenerationRequest) -> Generation:
+        """Z: from the baseline cache when it holds it, else one call inside zero_shot() (then cached)."""
+        label = "Z (R, seed s, zero-shot)"
+        if self.baseline_cache is None or handle.ready is None or not handle.ready.get("base_ckpt"):
+            return self.store.run(handle, r, "zero_shot", label)
+        from .baseline_cache import baseline_key
+
+        ready = handle.ready
+        key = baseline_key(
+            base_sha256=open_checkpoint(ready["base_ckpt"]["path"]).sha256(), request_digest=r.content_digest(),
+            seed=r.seed, wrapper=self.spec.wrapper, wrapper_version=ready.get("wrapper_version", "?"),
+            environment=ready["environment"], dtype=self.pool.settings.dtype, generation=ready["generation"])
+        cached = self.baseline_cache.get(key)
+        if cached is not None:
+            return Generation(f"{label}, from the baseline cache", frames=cached, reply={"cached": True})
+        gen = self.store.run(handle, r, "zero_shot", label)
+        if gen.frames is not None:
+            self.baseline_cache.put(key, gen.frames)
+        return gen
 
     # -- what the report says of this wm_type --------------------------------------------------
     def summary(self) -> dict:

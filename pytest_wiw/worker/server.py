@@ -66,6 +66,7 @@ class Worker:
         fingerprints = {k: fp.to_dict() for k, fp in self.model.weight_fingerprints().items()}
         return {
             "type": "ready", "wm_type": spec.name, "pid": os.getpid(), "load_seconds": load_seconds,
+            "wrapper_version": str(getattr(cls, "version", "0")),
             "memory": memory_report(), "fingerprints": fingerprints,
             "fingerprint_keys": ckpt.fingerprint_keys(), "unmapped_keys": unmapped,
             "tensor_count": len(index), "ckpt": ckpt.describe(),
