@@ -89,6 +89,19 @@ class AnyNameSVD(StableVideoDiffusion):
         super().validate_request(request)
 
 
+class LeakySVD(StableVideoDiffusion):
+    """Keeps every output, and 96 MiB of scratch per call with it, for ever (a cache that never empties)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kept = []
+
+    def generate(self, request):
+        video = super().generate(request)
+        self.kept.append((video, np.ones(96 * 2**20, dtype=np.uint8)))
+        return video
+
+
 class CrashOnLoadSVD(StableVideoDiffusion):
     """Dies while loading, as a wrapper with a missing dependency would."""
 
@@ -187,6 +200,7 @@ _copy("svd-short-output", "svd", "ShortOutputSVD")
 _copy("svd-ignores-checkpoint", "svd", "IgnoresCheckpointSVD")
 _copy("svd-any-name", "svd", "AnyNameSVD")
 _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
+_copy("svd-leaky", "svd", "LeakySVD")
 _copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
 _copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")

@@ -13,7 +13,7 @@ from conftest import make_checks_dir, run_checks
 CORRECT = ("svd", "wan21", "FTwan21")
 DEFECTIVE = (
     "svd-unseeded", "svd-kept-generator", "svd-shared-batch-generator", "svd-fixed-seed", "svd-float-output",
-    "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-crash-on-load", "svd-unpinned-env",
+    "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-crash-on-load", "svd-unpinned-env", "svd-leaky",
     "FTwan21-ignores-lora", "FTwan21-leaky-zero-shot", "svd-unseeded-declared", "svd-wrongly-declared",
 )
 
@@ -30,6 +30,7 @@ MUST_FAIL = [
     ("svd-ignores-checkpoint", "test_checkpoint_applied", "runs other weights"),
     ("svd-any-name", "test_bad_request_rejected", "another model's name: accepted"),
     ("svd-crash-on-load", "test_checkpoint_loads", "CUDA error: out of memory (simulated"),
+    ("svd-leaky", "test_memory_stable", "keeps outputs, latents or a cache across calls"),
     ("svd-unpinned-env", "test_registered", "is not an exact '==' pin"),
     ("FTwan21-ignores-lora", "test_checkpoint_applied", "lora_B"),
     ("FTwan21-ignores-lora", "test_differs_from_zero_shot", "The fine-tune has no effect"),
@@ -47,6 +48,7 @@ MUST_PASS = [
     ("svd-any-name", "test_seed_determinism"),
     ("FTwan21-leaky-zero-shot", "test_checkpoint_applied"),
     ("svd-unpinned-env", "test_seed_determinism"),
+    ("svd-leaky", "test_seed_determinism"),
 ]
 
 
