@@ -58,6 +58,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--wm-changed", default=None, metavar="GIT_REF",
                     help="keep only wm_types whose wrapper module, registry entry or environment file changed "
                          "since GIT_REF")
+    group.addoption("--wm-max-examples", default=None, metavar="N",
+                    help="requests the property check draws per wm_type (default: the hypothesis profile's "
+                         "with --hypothesis-profile dev|ci|gpu, else 3 on the tiny defaults and 1 on a real "
+                         "checkpoint, where a generation takes minutes)")
     group.addoption("--wm-baseline-cache", default=None, metavar="DIR",
                     help="keep zero-shot outputs of FT types in DIR and reuse them on later runs "
                          "(keyed by base checkpoint, request, seed, wrapper and library versions, device)")
@@ -74,6 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "wm_check(name): the conformance check a test implements")
     if config.option.wm_list or not config.option.wm:
         return
+    _register_hypothesis_profiles()
     _default_to_loadgroup(config)
     try:
         selection = parse_selection(config.option, config.getini("wm_expected_failures"))
@@ -106,6 +111,18 @@ def pytest_cmdline_main(config: pytest.Config):
         print(f"ERROR: {exc}", file=sys.stderr)
         return 4
     return 0
+
+
+def _register_hypothesis_profiles() -> None:
+    """Budgets of the property check: ``--hypothesis-profile dev|ci|gpu`` (``--wm-max-examples`` wins)."""
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    for name, examples in (("dev", 10), ("ci", 3), ("gpu", 2)):
+        try:
+            settings.get_profile(name)  # the user's own profile of that name wins
+        except InvalidArgument:
+            settings.register_profile(name, max_examples=examples, deadline=None)
 
 
 def _default_to_loadgroup(config: pytest.Config) -> None:
@@ -160,7 +177,8 @@ def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
     """The session's worker pool, result store and wm_type subjects."""
     config = request.config
     if _SESSION_KEY not in config.stash:
-        config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY], _progress_display(config))
+        profile = config.getoption("hypothesis_profile", None)
+        config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY], _progress_display(config), profile)
     return config.stash[_SESSION_KEY]
 
 
@@ -246,9 +264,9 @@ def pytest_testnodedown(node, error) -> None:
 def _merge_summaries(config: pytest.Config, summaries: dict) -> None:
     total = config.stash.setdefault(_SUMMARIES_KEY, {})
     for wm_type, summary in summaries.items():
-        mine = total.setdefault(wm_type, {"loads": 0, "generations": 0})
+        mine = total.setdefault(wm_type, {"loads": 0, "generations": 0, "property_examples": 0})
         for key, value in summary.items():
-            mine[key] = mine[key] + value if key in ("loads", "generations") else value
+            mine[key] = mine[key] + value if key in ("loads", "generations", "property_examples") else value
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -257,7 +275,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         terminalreporter.section("wiw: loads and generation calls")
         for wm_type, entry in sorted(summaries.items()):
             terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} "
-                                        "generation call(s)")
+                                        f"generation call(s), {entry['property_examples']} property example(s)")
     paths = config.stash.get(_REPORT_PATHS_KEY, None)
     if paths:
         terminalreporter.write_line(f"wiw: report written to {Path(paths[-1]).parent} "

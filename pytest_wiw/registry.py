@@ -22,7 +22,8 @@ TASKS = ("navigation", "manipulation", "freetext")
 # The conformance checks by name, as expected_failures and reports spell them.
 CHECK_NAMES = ("registered", "checkpoint readable", "checkpoint card", "checkpoint loads", "checkpoint applied",
                "output contract", "batch invariance", "seed determinism", "seed sensitivity", "order independence",
-               "differs from zero-shot", "honest baseline", "bad request rejected", "memory stable")
+               "differs from zero-shot", "honest baseline", "bad request rejected", "memory stable",
+               "property: contract holds")
 _WRAPPER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

@@ -32,6 +32,8 @@ class Selection:
     #: (wm_type, check name) -> reason, from the ini option wm_expected_failures
     expected_failures: dict = field(default_factory=dict)
     baseline_cache: str | None = None
+    #: --wm-max-examples, or None for the default (see WiwSession.max_examples)
+    max_examples: int | None = None
 
 
 def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
@@ -70,6 +72,8 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         max_batch=parse_int("--wm-max-batch", option.wm_max_batch, minimum=1),
         expected_failures=parse_expected_failures(ini_expected_failures, registry),
         baseline_cache=str(Path(option.wm_baseline_cache).expanduser().absolute()) if option.wm_baseline_cache else None,
+        max_examples=(parse_int("--wm-max-examples", option.wm_max_examples, minimum=0)
+                      if option.wm_max_examples is not None else None),
     )
 
 

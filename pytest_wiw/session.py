@@ -5,14 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from .baseline_cache import BaselineCache
+
+# Property-check budgets when nothing else says: a tiny generation takes 0.1 s, a real one minutes.
+TINY_MAX_EXAMPLES = 3
+REAL_MAX_EXAMPLES = 1
 from .pool import WorkerPool
 from .selection import Selection
 from .subject import ResultStore, WMSubject
 
 
 class WiwSession:
-    def __init__(self, selection: Selection, on_progress=None):
+    def __init__(self, selection: Selection, on_progress=None, hypothesis_profile: str | None = None):
         self.selection = selection
+        self.hypothesis_profile = hypothesis_profile
         self.pool = WorkerPool(selection.settings, on_progress)
         self.store = ResultStore()
         self.baseline_cache = BaselineCache(Path(selection.baseline_cache)) if selection.baseline_cache else None
@@ -33,10 +38,24 @@ class WiwSession:
         counts = self.pool.counts()
         out = {}
         for name, subject in self.subjects.items():
-            out[name] = {**subject.summary(), **counts.get(name, {"loads": 0, "generations": 0})}
+            count = counts.get(name, {"loads": 0, "generations": 0})
+            out[name] = {**subject.summary(), "loads": count["loads"],
+                         "generations": count["generations"] - subject.property_examples,
+                         "property_examples": subject.property_examples}
             if report_dir is not None:
                 subject.write_contact_sheet(report_dir / f"{name}.png")
         return out
+
+    def max_examples(self, subject) -> int:
+        """The property check's budget: --wm-max-examples, else the loaded hypothesis profile's,
+        else small: 3 on a tiny embedded default, 1 on a real checkpoint (a generation takes minutes)."""
+        if self.selection.max_examples is not None:
+            return self.selection.max_examples
+        if self.hypothesis_profile:
+            from hypothesis import settings
+
+            return settings.get_profile(self.hypothesis_profile).max_examples
+        return TINY_MAX_EXAMPLES if subject.ckpt_arg is None else REAL_MAX_EXAMPLES
 
     def selected(self, wm_type: str) -> bool:
         return wm_type in self.selection.wm_types

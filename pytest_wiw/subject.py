@@ -100,6 +100,7 @@ class WMSubject:
         self._handle: WorkerHandle | None = None
         self._floor: Floor | None = None
         self.baseline_cache = baseline_cache
+        self.property_examples = 0  # generations of the property check, counted apart from the floor
         self.metrics: dict[str, object] = {}
 
     @property

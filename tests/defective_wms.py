@@ -102,6 +102,23 @@ class LeakySVD(StableVideoDiffusion):
         return video
 
 
+class InputSizeOutputSVD(StableVideoDiffusion):
+    """Generates at the start image's own size and returns that, ignoring the declared sizes: right for
+    the reference request (model-size images), wrong for any other valid image size."""
+
+    def generate(self, request):
+        import dataclasses
+
+        height, width = request.images.shape[2:]
+        declared = self.generation
+        self.generation = dataclasses.replace(declared, height=height, width=width, out_height=height,
+                                              out_width=width)
+        try:
+            return super().generate(request)
+        finally:
+            self.generation = declared
+
+
 class CrashOnLoadSVD(StableVideoDiffusion):
     """Dies while loading, as a wrapper with a missing dependency would."""
 
@@ -201,6 +218,7 @@ _copy("svd-ignores-checkpoint", "svd", "IgnoresCheckpointSVD")
 _copy("svd-any-name", "svd", "AnyNameSVD")
 _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
 _copy("svd-leaky", "svd", "LeakySVD")
+_copy("svd-input-size-output", "svd", "InputSizeOutputSVD")
 _copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
 _copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")

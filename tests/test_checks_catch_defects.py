@@ -13,7 +13,7 @@ from conftest import make_checks_dir, run_checks
 CORRECT = ("svd", "wan21", "FTwan21")
 DEFECTIVE = (
     "svd-unseeded", "svd-kept-generator", "svd-shared-batch-generator", "svd-fixed-seed", "svd-float-output",
-    "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-crash-on-load", "svd-unpinned-env", "svd-leaky",
+    "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-crash-on-load", "svd-unpinned-env", "svd-leaky", "svd-input-size-output",
     "FTwan21-ignores-lora", "FTwan21-leaky-zero-shot", "svd-unseeded-declared", "svd-wrongly-declared",
 )
 
@@ -31,6 +31,7 @@ MUST_FAIL = [
     ("svd-any-name", "test_bad_request_rejected", "another model's name: accepted"),
     ("svd-crash-on-load", "test_checkpoint_loads", "CUDA error: out of memory (simulated"),
     ("svd-leaky", "test_memory_stable", "keeps outputs, latents or a cache across calls"),
+    ("svd-input-size-output", "test_property_contract_holds", "expected uint8 (1, 4, 3, 32, 32)"),
     ("svd-unpinned-env", "test_registered", "is not an exact '==' pin"),
     ("FTwan21-ignores-lora", "test_checkpoint_applied", "lora_B"),
     ("FTwan21-ignores-lora", "test_differs_from_zero_shot", "The fine-tune has no effect"),
@@ -49,6 +50,7 @@ MUST_PASS = [
     ("FTwan21-leaky-zero-shot", "test_checkpoint_applied"),
     ("svd-unpinned-env", "test_seed_determinism"),
     ("svd-leaky", "test_seed_determinism"),
+    ("svd-input-size-output", "test_output_contract"),
 ]
 
 

@@ -14,7 +14,8 @@ ALL_WIW = ("wan21 ltx hunyuan nwm cosmos20 cosmos25 wan22 svd gen4tur FTcosmos F
 CHECKS = ("test_registered", "test_checkpoint_readable", "test_checkpoint_loads", "test_checkpoint_applied",
           "test_output_contract", "test_batch_invariance", "test_seed_determinism", "test_seed_sensitivity",
           "test_order_independence", "test_differs_from_zero_shot", "test_honest_baseline",
-          "test_bad_request_rejected", "test_checkpoint_card", "test_memory_stable")
+          "test_bad_request_rejected", "test_checkpoint_card", "test_memory_stable",
+          "test_property_contract_holds")
 
 
 @pytest.fixture

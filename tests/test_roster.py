@@ -14,7 +14,7 @@ def test_every_native_wm_type_passes_every_check(tmp_path, run_env):
     assert run.returncode == 0, run.output[-5000:]
     for name in NATIVE:
         checks = run.of(name)
-        assert len(checks) == 14, (name, sorted(checks))
+        assert len(checks) == 15, (name, sorted(checks))
         for test_id, check in checks.items():
             expected = "skipped" if test_id.split("[")[0] in FT_ONLY and not name.startswith(("FT", "igen")) \
                 else "passed"

@@ -1,0 +1,64 @@
+"""Check: hypothesis draws valid requests, and the output contract holds for each."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_wiw.assertions import fail, record, require
+from pytest_wiw.pool import RequestRejected
+from pytest_wiw.request import GenerationRequest
+from pytest_wiw.worker.client import WorkerError
+
+WORDS = ("pick up the red cup", "open the drawer", "push the blue block", "move forward", "turn left")
+
+
+@st.composite
+def valid_requests(draw, wm_type: str, tasks, max_batch: int):
+    """A valid request: batch size, start images of any size, action sequences or instructions, seeds."""
+    batch = draw(st.integers(1, max_batch))
+    height = draw(st.integers(2, 12)) * 8
+    width = draw(st.integers(2, 12)) * 8
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    images = rng.integers(0, 256, size=(batch, 3, height, width), dtype=np.uint8)
+    task = draw(st.sampled_from(tasks))
+    if task == "navigation":
+        actions = [[4] + draw(st.lists(st.integers(0, 4), min_size=1, max_size=12)) for _ in range(batch)]
+    else:
+        actions = [" and ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=3))) for _ in range(batch)]
+    seed = draw(st.one_of(st.integers(0, 2**31), st.lists(st.integers(0, 2**31), min_size=batch, max_size=batch)))
+    return GenerationRequest(images=images, actions=actions, task_type=task, seed=seed, request_model_name=wm_type)
+
+
+@pytest.mark.wm_check("property: contract holds")
+def test_property_contract_holds(wm, wiw_session, wiw_record):
+    """Every drawn request gets uint8 (B, T, 3, H, W) at the declared size, not constant."""
+    budget = wiw_session.max_examples(wm)
+    if budget == 0:
+        pytest.skip("--wm-max-examples 0")
+    handle = wm.worker()
+    gen = require(wm.ready, "the property check")["generation"]
+    expected_tail = (gen["num_output_frames"], 3, gen["out_height"], gen["out_width"])
+    examples = []
+
+    @settings(max_examples=budget, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(request=valid_requests(wm.spec.name, wm.spec.tasks, wm.max_batch))
+    def contract_holds(request):
+        examples.append(request)
+        wm.property_examples += 1
+        try:
+            frames, _ = handle.generate(request)
+        except RequestRejected as exc:
+            fail(f"a valid request was rejected: {exc} (batch {request.batch_size}, task {request.task_type}, "
+                 f"images {request.images.shape}, actions {request.actions!r}, seed {request.seed!r})")
+        except WorkerError as exc:
+            fail(f"the worker failed on a valid request ({request.task_type}, images {request.images.shape}, "
+                 f"actions {request.actions!r}): {exc}")
+        assert frames.dtype == np.uint8 and tuple(frames.shape) == (request.batch_size, *expected_tail), (
+            f"output {frames.dtype} {tuple(frames.shape)} for a batch of {request.batch_size} with images "
+            f"{request.images.shape}; expected uint8 {(request.batch_size, *expected_tail)}")
+        assert frames.min() != frames.max(), "constant output"
+
+    contract_holds()
+    record(wiw_record, wm, property_examples=len(examples))
