@@ -166,14 +166,8 @@ class WorkerProcess:
                 self.proc.wait(timeout=SHUTDOWN_GRACE_S)
             except subprocess.TimeoutExpired:
                 pass
-        self.stopped_because = self.stopped_because or "was shut down at the end of the session"
-        _killpg(self.proc, signal.SIGTERM)
-        _killpg(self.proc, signal.SIGKILL)
-        try:
-            self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            pass
-        self._close_pipes()
+        # Whatever the worker started (dataloaders, compilers) is in its process group: end them too.
+        self.kill("was shut down at the end of the session")
 
     def _close_pipes(self) -> None:
         for pipe in (self.proc.stdin, self.proc.stdout, *self.extra_pipes):
