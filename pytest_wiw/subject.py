@@ -140,9 +140,13 @@ class WMSubject:
     def reference_request(self) -> GenerationRequest:
         """R: a deterministic start image at the model's input size and the first task's actions."""
         gen = self.ready()["generation"]
-        task = self.spec.tasks[0]
+        task = self.tasks()[0]
         return GenerationRequest(images=reference_image(gen["height"], gen["width"])[None], actions=[
             REFERENCE_ACTIONS[task]], task_type=task, seed=self.seed, request_model_name=self.spec.name)
+
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks the loaded model serves (its own report, else the spec's)."""
+        return tuple(self.ready().get("tasks") or self.spec.tasks)
 
     def floor(self) -> Floor:
         if self._floor is None:

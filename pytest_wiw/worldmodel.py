@@ -49,6 +49,9 @@ class WorldModel(ABC):
         #: Sentences for the report about what the wrapper did (frame mapping, resizes).
         self.notes: list[str] = []
         self.nonfinite_seen = False
+        #: The tasks this loaded checkpoint serves (a subset of the spec's: an igen checkpoint's UNet
+        #: takes navigation or manipulation actions, not both). The suite draws requests from these.
+        self.tasks: tuple[str, ...] = tuple(spec.tasks)
 
     # -- what a wrapper must provide -------------------------------------------------------
     @abstractmethod
@@ -96,8 +99,8 @@ class WorldModel(ABC):
         if request.request_model_name != self.spec.name:
             raise RequestError("request_model_name", f"{request.request_model_name!r} does not match this "
                                f"worker's wm_type {self.spec.name!r} (the name is compared whole, never per item)")
-        if request.task_type not in self.spec.tasks:
-            raise RequestError("task_type", f"{self.spec.name} serves {', '.join(self.spec.tasks)}, "
+        if request.task_type not in self.tasks:
+            raise RequestError("task_type", f"{self.spec.name} serves {', '.join(self.tasks)}, "
                                f"not {request.task_type}")
         if request.batch_size > self.spec.max_batch:
             raise RequestError("images", f"batch of {request.batch_size} exceeds max_batch {self.spec.max_batch}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import types
 
 import numpy as np
@@ -11,57 +11,29 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from pytest_wiw import checkpoint, registry  # noqa: E402
-from pytest_wiw.fingerprint import compare, file_fingerprints  # noqa: E402
-from pytest_wiw.request import GenerationRequest  # noqa: E402
+from wrapper_helpers import (  # noqa: E402
+    assert_batch_items_equal_items_alone,
+    assert_fingerprints_agree,
+    assert_fingerprints_follow_running_tensor,
+    assert_tiny_pipeline_checkpoint,
+    assert_uint8_video,
+    load_wrapper,
+    make_tiny_leaving_rng,
+    mean_abs_diff,
+    one_thread,  # noqa: F401  (autouse: one torch thread for this module)
+    reference_request,
+)
 from wrappers.cosmos import NoOpSafetyChecker  # noqa: E402
 from wrappers.cosmos25 import TINY_GENERATION, Cosmos25Predict  # noqa: E402
 
 WM = "cosmos25"
-
-
-def _load(path):
-    """Build the wrapper the way the worker does: card overrides applied to the spec's defaults."""
-    spec = registry.get_spec(WM)
-    ckpt = checkpoint.open_checkpoint(path)
-    spec = dataclasses.replace(spec, defaults=spec.defaults.updated(checkpoint.card_generation(ckpt.card)))
-    return Cosmos25Predict(spec, ckpt, base_ckpt=None, device="cpu", dtype=torch.float32, options={})
-
-
-def _request(seed=(11, 12), batch=2):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch, 3, 40, 48), dtype=np.uint8)
-    actions = [[4, 1, 2, 1], [4, 3, 3, 1]][:batch]
-    seed = list(seed[:batch]) if isinstance(seed, (tuple, list)) else seed
-    return GenerationRequest(images=images, actions=actions, task_type="navigation", seed=seed,
-                             request_model_name=WM)
-
-
-def _fingerprint_problems(model):
-    running = model.weight_fingerprints()
-    keys = model.ckpt.fingerprint_keys()
-    assert keys, "the checkpoint has no float tensors to fingerprint"
-    missing = sorted(set(keys) - set(running))
-    expected = file_fingerprints(model.ckpt, keys, {k: fp.dtype for k, fp in running.items()})
-    problems = [compare(k, running[k], expected[k]) for k in running]
-    return missing, [p for p in problems if p]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # One thread: steady timing on a shared 2-core box, and the thread count the worker pins.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_load = functools.partial(load_wrapper, Cosmos25Predict, WM)
+_request = functools.partial(reference_request, WM)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    rng_before = torch.random.get_rng_state()
-    path = Cosmos25Predict.make_tiny(WM, tmp_path_factory.mktemp("cosmos25") / "cosmos25", seed=0)
-    assert torch.equal(torch.random.get_rng_state(), rng_before), "make_tiny moved the global RNG"
-    return path
+    return make_tiny_leaving_rng(Cosmos25Predict, WM, tmp_path_factory.mktemp("cosmos25") / "cosmos25", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +47,7 @@ def out(model):
 
 
 def test_tiny_checkpoint_layout(tiny):
-    ckpt = checkpoint.open_checkpoint(tiny)
-    assert ckpt.format == "diffusers"
-    assert checkpoint.card_generation(ckpt.card) == TINY_GENERATION
-    assert all(f.suffix == ".safetensors" for f in ckpt.files)
+    assert_tiny_pipeline_checkpoint(tiny, TINY_GENERATION)
 
 
 def test_loads_with_the_noop_safety_checker_and_a_chat_template(model):
@@ -87,11 +56,8 @@ def test_loads_with_the_noop_safety_checker_and_a_chat_template(model):
 
 
 def test_output_dtype_and_shape(model, out):
-    g = model.generation
-    assert out.dtype == np.uint8
-    assert out.shape == (2, g.num_output_frames, 3, g.out_height, g.out_width) == (2, 4, 3, 32, 32)
+    assert_uint8_video(model, out, 2, shape=(2, 4, 3, 32, 32))
     assert out.std() > 0 and all(out[i].std() > 0 for i in range(2))  # not a constant video
-    assert not model.nonfinite_seen
 
 
 def test_same_seed_is_bitwise_equal(model, out):
@@ -100,18 +66,16 @@ def test_same_seed_is_bitwise_equal(model, out):
 
 def test_different_seed_differs(model, out):
     other = model.generate(_request(seed=(21, 22)))
-    assert np.abs(other.astype(int) - out.astype(int)).mean() >= 2.0
+    assert mean_abs_diff(other, out) >= 2.0
 
 
 def test_batch_item_equals_item_alone(model, out):
-    request = _request()
-    for i in range(request.batch_size):
-        assert np.array_equal(model.generate(request.item(i))[0], out[i]), i  # items run one by one: bitwise
+    # Items run one by one: bitwise.
+    assert_batch_items_equal_items_alone(model, _request(), out, within_tolerance=False)
 
 
 def test_fingerprints_agree_with_files(model):
-    missing, problems = _fingerprint_problems(model)
-    assert not missing and not problems, (missing, problems[:3])
+    assert_fingerprints_agree(model)
     components = {k.split("/", 1)[0] for k in model.weight_fingerprints()}
     assert {"transformer", "vae", "text_encoder"} <= components
 
@@ -121,10 +85,7 @@ def test_fingerprints_follow_the_running_qwen_weights(tiny):
     model = _load(tiny)
     key = next(k for k in model.ckpt.fingerprint_keys()
                if k.startswith("text_encoder/model.layers.") and model.running_tensor(k) is not None)
-    with torch.no_grad():
-        model.running_tensor(key).add_(1.0)
-    _, problems = _fingerprint_problems(model)
-    assert any(p.startswith(key + ":") for p in problems), problems
+    assert_fingerprints_follow_running_tensor(model, key)
 
 
 def test_image_input_matches_the_pipelines_image_path(model, monkeypatch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 
 import numpy as np
 import pytest
@@ -10,10 +10,19 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from pytest_wiw import checkpoint, registry  # noqa: E402
 from pytest_wiw.errors import SpecError  # noqa: E402
-from pytest_wiw.fingerprint import compare, file_fingerprints  # noqa: E402
-from pytest_wiw.request import GenerationRequest  # noqa: E402
+from wrapper_helpers import (  # noqa: E402
+    assert_batch_items_equal_items_alone,
+    assert_fingerprints_agree,
+    assert_fingerprints_follow_running_tensor,
+    assert_tiny_pipeline_checkpoint,
+    assert_uint8_video,
+    load_wrapper,
+    make_tiny_leaving_rng,
+    mean_abs_diff,
+    one_thread,  # noqa: F401  (autouse: one torch thread for this module)
+    reference_request,
+)
 from wrappers.hunyuan import (  # noqa: E402
     TINY_GENERATION,
     HunyuanImageToVideo,
@@ -22,51 +31,13 @@ from wrappers.hunyuan import (  # noqa: E402
 )
 
 WM = "hunyuan"
-
-
-def _load(path, **generation):
-    """Build the wrapper the way the worker does: card overrides (then ``generation``) on the spec's defaults."""
-    spec = registry.get_spec(WM)
-    ckpt = checkpoint.open_checkpoint(path)
-    defaults = spec.defaults.updated(checkpoint.card_generation(ckpt.card)).updated(generation)
-    spec = dataclasses.replace(spec, defaults=defaults)
-    return HunyuanImageToVideo(spec, ckpt, base_ckpt=None, device="cpu", dtype=torch.float32, options={})
-
-
-def _request(seed=(11, 12), batch=2):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch, 3, 40, 48), dtype=np.uint8)
-    actions = [[4, 1, 2, 1], [4, 3, 3, 1]][:batch]
-    seed = list(seed[:batch]) if isinstance(seed, (tuple, list)) else seed
-    return GenerationRequest(images=images, actions=actions, task_type="navigation", seed=seed,
-                             request_model_name=WM)
-
-
-def _fingerprint_problems(model):
-    running = model.weight_fingerprints()
-    keys = model.ckpt.fingerprint_keys()
-    assert keys, "the checkpoint has no float tensors to fingerprint"
-    missing = sorted(set(keys) - set(running))
-    expected = file_fingerprints(model.ckpt, keys, {k: fp.dtype for k, fp in running.items()})
-    problems = [compare(k, running[k], expected[k]) for k in running]
-    return missing, [p for p in problems if p]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # One thread: steady timing on a shared 2-core box, and the thread count the worker pins.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_load = functools.partial(load_wrapper, HunyuanImageToVideo, WM)
+_request = functools.partial(reference_request, WM)
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    rng_before = torch.random.get_rng_state()
-    path = HunyuanImageToVideo.make_tiny(WM, tmp_path_factory.mktemp("hunyuan") / "hunyuan", seed=0)
-    assert torch.equal(torch.random.get_rng_state(), rng_before), "make_tiny moved the global RNG"
-    return path
+    return make_tiny_leaving_rng(HunyuanImageToVideo, WM, tmp_path_factory.mktemp("hunyuan") / "hunyuan", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +51,7 @@ def out(model):
 
 
 def test_tiny_checkpoint_layout(tiny):
-    ckpt = checkpoint.open_checkpoint(tiny)
-    assert ckpt.format == "diffusers"
-    assert checkpoint.card_generation(ckpt.card) == TINY_GENERATION
-    assert all(f.suffix == ".safetensors" for f in ckpt.files)
+    assert_tiny_pipeline_checkpoint(tiny, TINY_GENERATION)
 
 
 def test_prompt_template_fits_the_tiny_tokenizer(model):
@@ -95,11 +63,8 @@ def test_prompt_template_fits_the_tiny_tokenizer(model):
 
 
 def test_output_dtype_and_shape(model, out):
-    g = model.generation
-    assert out.dtype == np.uint8
-    assert out.shape == (2, g.num_output_frames, 3, g.out_height, g.out_width) == (2, 4, 3, 32, 32)
+    assert_uint8_video(model, out, 2, shape=(2, 4, 3, 32, 32))
     assert out.std() > 0 and all(out[i].std() > 0 for i in range(2))  # not a constant video
-    assert not model.nonfinite_seen
     assert any("drops the first 4" in n for n in model.notes)
 
 
@@ -109,18 +74,16 @@ def test_same_seed_is_bitwise_equal(model, out):
 
 def test_different_seed_differs(model, out):
     other = model.generate(_request(seed=(21, 22)))
-    assert np.abs(other.astype(int) - out.astype(int)).mean() >= 2.0
+    assert mean_abs_diff(other, out) >= 2.0
 
 
 def test_batch_item_equals_item_alone(model, out):
-    request = _request()
-    for i in range(request.batch_size):
-        assert np.array_equal(model.generate(request.item(i))[0], out[i]), i  # items run one by one: bitwise
+    # Items run one by one: bitwise.
+    assert_batch_items_equal_items_alone(model, _request(), out, within_tolerance=False)
 
 
 def test_fingerprints_agree_with_files(model):
-    missing, problems = _fingerprint_problems(model)
-    assert not missing and not problems, (missing, problems[:3])
+    assert_fingerprints_agree(model)
     components = {k.split("/", 1)[0] for k in model.weight_fingerprints()}
     assert {"transformer", "vae", "text_encoder", "text_encoder_2"} <= components
 
@@ -131,10 +94,7 @@ def test_fingerprints_follow_the_running_llava_weights(tiny):
     key = next(k for k in model.ckpt.fingerprint_keys()
                if k.startswith("text_encoder/") and model.running_tensor(k) is not None
                and model.running_tensor(k).numel() > 1 and "language_model" in k)
-    with torch.no_grad():
-        model.running_tensor(key).add_(1.0)
-    _, problems = _fingerprint_problems(model)
-    assert any(p.startswith(key + ":") for p in problems), problems
+    assert_fingerprints_follow_running_tensor(model, key)
 
 
 def test_frame_accounting():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -12,9 +11,25 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from pytest_wiw import checkpoint, registry  # noqa: E402
-from pytest_wiw.api import CheckpointError, GenerationRequest, RequestError, write_card  # noqa: E402
-from pytest_wiw.fingerprint import compare, file_fingerprints  # noqa: E402
+from pytest_wiw import checkpoint  # noqa: E402
+from pytest_wiw.api import CheckpointError, RequestError, write_card  # noqa: E402
+from wrapper_helpers import (  # noqa: E402
+    assert_batch_items_equal_items_alone,
+    assert_component_folder_checkpoint,
+    assert_fingerprints_agree,
+    assert_fingerprints_catch_base_weights,
+    assert_flat_component_checkpoint,
+    assert_shares_modules_with_base,
+    assert_uint8_video,
+    assert_zero_shot_restores_on_error,
+    copy_component,
+    load_wrapper,
+    make_tiny_leaving_rng,
+    mean_abs_diff,
+    one_thread,  # noqa: F401  (autouse: one torch thread for this module)
+    reference_request,
+    save_altered_component,
+)
 from wrappers.igen import (  # noqa: E402
     MANIPULATION_CHANNELS,
     NAVIGATION_CHANNELS,
@@ -30,44 +45,15 @@ NAV = [[4, 1, 1, 2], [4, 3, 3, 1]]
 
 
 def _load(wm_type, path, base=None, **generation):
-    """Build the wrapper the way the worker does: card overrides (then ``generation``) on the spec's defaults."""
-    spec = registry.get_spec(wm_type)
-    ckpt = checkpoint.open_checkpoint(path)
-    defaults = spec.defaults.updated(checkpoint.card_generation(ckpt.card)).updated(generation)
-    spec = dataclasses.replace(spec, defaults=defaults)
+    """The igen wrapper, or for wm_type svd the svd one, built the way the worker builds them."""
     cls = ActionConditionedSVD if wm_type == "igen" else StableVideoDiffusion
-    base_ckpt = checkpoint.open_checkpoint(base) if base is not None else None
-    return cls(spec, ckpt, base_ckpt=base_ckpt, device="cpu", dtype=torch.float32, options={})
+    return load_wrapper(cls, wm_type, path, base, **generation)
 
 
 def _request(wm_type="igen", seed=(11, 12), batch=2, actions=None, task="navigation"):
-    images = np.random.default_rng(0).integers(0, 256, (batch, 3, 40, 48), dtype=np.uint8)
     if actions is None:
         actions = NAV[:batch] if task == "navigation" else ["pick up the red cup", "open the drawer"][:batch]
-    seed = list(seed[:batch]) if isinstance(seed, (tuple, list)) else seed
-    return GenerationRequest(images=images, actions=actions, task_type=task, seed=seed, request_model_name=wm_type)
-
-
-def _mean_abs(a, b):
-    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
-
-
-def _mismatches(model):
-    running = model.weight_fingerprints()
-    keys = model.ckpt.fingerprint_keys()
-    assert keys, "the checkpoint has no float tensors to fingerprint"
-    missing = sorted(set(keys) - set(running))
-    expected = file_fingerprints(model.ckpt, keys, {k: fp.dtype for k, fp in running.items()})
-    return missing, [p for k in running if (p := compare(k, running[k], expected[k]))]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Steady timing on a shared 2-core box (see tests/test_wrapper_cosmos.py).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    return reference_request(wm_type, seed, batch, actions=actions, task_type=task)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +62,7 @@ def tiny(tmp_path_factory):
     base = StableVideoDiffusion.make_tiny("svd", root / "svd", seed=0)
     ft = ActionConditionedSVD.make_tiny("igen", root / "igen", base=base, seed=0)
     # The same action UNet in the flat "component" layout (config.json at the top, bare tensor names).
-    flat = shutil.copytree(ft / "unet", root / "igen-flat")
-    shutil.copy(ft / "README.md", flat / "README.md")
+    flat = copy_component(ft / "unet", root / "igen-flat", card_from=ft)
     # A manipulation checkpoint: 10-wide actions.
     manip = root / "igen-manip"
     with torch.random.fork_rng(devices=[]):
@@ -106,11 +91,8 @@ def ft_out(ft_model):
 # -- the checkpoint and the action UNet ----------------------------------------------------------
 
 def test_tiny_checkpoint_layout(tiny, ft_model):
+    assert_component_folder_checkpoint(tiny["ft"], "unet", tiny["base"], TINY_GENERATION)
     ft = checkpoint.open_checkpoint(tiny["ft"])
-    assert ft.format == "component-folder"
-    assert [ft.rel(f) for f in ft.files] == ["unet/diffusion_pytorch_model.safetensors"]
-    assert ft.card["base_model"] == str(tiny["base"])
-    assert checkpoint.card_generation(ft.card) == TINY_GENERATION
     config = json.loads((tiny["ft"] / "unet" / "config.json").read_text())
     assert config["_class_name"] == "ActionUNetSpatioTemporalConditionModel"
     assert config["action_input_channel"] == NAVIGATION_CHANNELS
@@ -205,11 +187,8 @@ def test_manipulation_encoding():
 # -- generation ------------------------------------------------------------------------------------
 
 def test_output_dtype_and_shape(ft_model, ft_out):
-    g = ft_model.generation
-    assert ft_out.dtype == np.uint8
-    assert ft_out.shape == (2, g.num_output_frames, 3, g.out_height, g.out_width) == (2, 4, 3, 32, 32)
+    assert_uint8_video(ft_model, ft_out, 2, shape=(2, 4, 3, 32, 32))
     assert ft_out.std() > 5.0 and len(np.unique(ft_out)) > 32
-    assert not ft_model.nonfinite_seen
 
 
 def test_same_seed_is_bitwise_equal(ft_model, ft_out):
@@ -219,24 +198,18 @@ def test_same_seed_is_bitwise_equal(ft_model, ft_out):
 
 def test_different_seed_differs(ft_model, ft_out):
     other = ft_model.generate(_request(seed=(21, 22)))
-    assert _mean_abs(other, ft_out) >= 1.0
+    assert mean_abs_diff(other, ft_out) >= 1.0
 
 
 def test_batch_item_equals_item_alone(ft_model, ft_out):
     # The items carry different actions, so this also checks each item gets its own.
-    request = _request()
-    tol = ft_model.spec.tolerances
-    for i in range(request.batch_size):
-        alone = ft_model.generate(request.item(i))[0]
-        diff = np.abs(ft_out[i].astype(int) - alone.astype(int))
-        assert diff.max() <= tol.batch_max_abs and diff.mean() <= tol.batch_mean_abs
-        assert np.array_equal(ft_out[i], alone)  # items run one by one: bitwise
+    assert_batch_items_equal_items_alone(ft_model, _request(), ft_out)
 
 
 def test_actions_change_the_output(ft_model, ft_out):
     # Item 0 of ft_out is NAV[0] with seed 11: the same image and seed with other actions.
     other = ft_model.generate(_request(seed=11, batch=1, actions=[[4, 3, 3, 3]]))
-    assert _mean_abs(other[0], ft_out[0]) >= 1.0
+    assert mean_abs_diff(other[0], ft_out[0]) >= 1.0
     # Only the ids after the row-opening stop count.
     assert np.array_equal(ft_model.generate(_request(seed=11, batch=1, actions=[[1, 1, 2]])), ft_out[:1])
 
@@ -245,7 +218,7 @@ def test_ft_differs_from_zero_shot(ft_model, ft_out):
     request = _request()
     with ft_model.zero_shot():
         zero = ft_model.generate(request)
-    assert _mean_abs(ft_out, zero) >= 2.0  # the suite asks for 1
+    assert mean_abs_diff(ft_out, zero) >= 2.0  # the suite asks for 1
     assert np.array_equal(ft_model.generate(request), ft_out)  # the action UNet is back
 
 
@@ -260,20 +233,11 @@ def test_zero_shot_equals_svd_wrapper(ft_model, base_model):
 
 
 def test_zero_shot_restores_on_error(ft_model):
-    running = ft_model.components()["unet"]
-    with pytest.raises(RuntimeError):
-        with ft_model.zero_shot():
-            assert ft_model.components()["unet"] is not running
-            raise RuntimeError("boom")
-    assert ft_model.components()["unet"] is running
+    assert_zero_shot_restores_on_error(ft_model, "unet")
 
 
 def test_shares_modules_with_base(ft_model):
-    ft = ft_model.components()
-    with ft_model.zero_shot():
-        base = ft_model.components()
-    assert ft["vae"] is base["vae"] and ft["image_encoder"] is base["image_encoder"]
-    assert ft["unet"] is not base["unet"]
+    assert_shares_modules_with_base(ft_model, "unet", shared=("vae", "image_encoder"))
 
 
 def test_classifier_free_guidance(tiny):
@@ -281,7 +245,7 @@ def test_classifier_free_guidance(tiny):
     model = _load("igen", tiny["ft"], base=tiny["base"], guidance_scale=2.5)
     a = model.generate(_request(seed=3, batch=1, actions=[[4, 1, 1]]))
     b = model.generate(_request(seed=3, batch=1, actions=[[4, 2, 2]]))
-    assert not model.nonfinite_seen and _mean_abs(a, b) >= 1.0
+    assert not model.nonfinite_seen and mean_abs_diff(a, b) >= 1.0
 
 
 def test_no_global_rng(ft_model):
@@ -299,7 +263,7 @@ def test_manipulation_checkpoint(tiny, ft_model):
     model.validate_request(request)
     out = model.generate(request)
     assert out.shape == (2, 4, 3, 32, 32)
-    assert _mean_abs(out[0], out[1]) >= 1.0  # same seed, other instruction
+    assert mean_abs_diff(out[0], out[1]) >= 1.0  # same seed, other instruction
     with pytest.raises(RequestError, match="^task_type: .*action_input_channel 14"):
         model.validate_request(_request())
     with pytest.raises(RequestError, match="^task_type: .*action_input_channel 10"):
@@ -309,8 +273,7 @@ def test_manipulation_checkpoint(tiny, ft_model):
 # -- weights ---------------------------------------------------------------------------------------
 
 def test_fingerprints_agree_with_files(ft_model):
-    missing, problems = _mismatches(ft_model)
-    assert not missing and not problems, (missing[:3], problems[:3])
+    assert_fingerprints_agree(ft_model)
     running = ft_model.weight_fingerprints()
     assert all(k.startswith("unet/") for k in running)
     # Inside zero_shot() the fingerprints still name the loaded action UNet (the checkpoint under test).
@@ -320,29 +283,20 @@ def test_fingerprints_agree_with_files(ft_model):
 
 def test_flat_component_layout(tiny, ft_out):
     model = _load("igen", tiny["flat"], base=tiny["base"])
-    assert model.ckpt.format == "component"
-    missing, problems = _mismatches(model)
-    assert not missing and not problems
-    assert not any("/" in k for k in model.weight_fingerprints())  # bare tensor names
+    assert_flat_component_checkpoint(model)
     assert np.array_equal(model.generate(_request()), ft_out)
 
 
 def test_fingerprints_catch_the_base_unet(tiny):
     # The running action UNet held against the base pipeline's unet/ files must disagree.
     model = _load("igen", tiny["ft"], base=tiny["base"])
-    model.ckpt = checkpoint.open_checkpoint(tiny["base"])
-    running = model.weight_fingerprints()
-    assert running and all(k.startswith("unet/") for k in running)
-    expected = file_fingerprints(model.ckpt, list(running), {k: fp.dtype for k, fp in running.items()})
-    assert all(compare(k, running[k], expected[k]) for k in running)
+    assert_fingerprints_catch_base_weights(model, tiny["base"], "unet")
 
 
 # -- make_tiny and bad checkpoints -----------------------------------------------------------------
 
 def test_make_tiny_is_reproducible(tiny, tmp_path):
-    state = torch.get_rng_state()
-    again = ActionConditionedSVD.make_tiny("igen", tmp_path / "again", base=tiny["base"], seed=0)
-    assert torch.equal(state, torch.get_rng_state()), "make_tiny moved the caller's global RNG"
+    again = make_tiny_leaving_rng(ActionConditionedSVD, "igen", tmp_path / "again", base=tiny["base"], seed=0)
     first = checkpoint.open_checkpoint(tiny["ft"])
     assert checkpoint.open_checkpoint(again).sha256() == first.sha256()
     other = ActionConditionedSVD.make_tiny("igen", tmp_path / "other", base=tiny["base"], seed=1)
@@ -352,8 +306,7 @@ def test_make_tiny_is_reproducible(tiny, tmp_path):
 
 
 def test_plain_svd_unet_is_a_checkpoint_error(tiny, tmp_path):
-    plain = shutil.copytree(tiny["base"] / "unet", tmp_path / "plain")
-    shutil.copy(tiny["ft"] / "README.md", plain / "README.md")
+    plain = copy_component(tiny["base"] / "unet", tmp_path / "plain", card_from=tiny["ft"])
     with pytest.raises(CheckpointError, match="action_input_channel"):
         _load("igen", plain, base=tiny["base"])
 
@@ -366,12 +319,8 @@ def test_missing_base_or_pipeline_as_unet_is_a_checkpoint_error(tiny):
 
 
 def test_unet_that_does_not_fit_the_base_is_a_checkpoint_error(tiny, tmp_path):
-    config = dict(ActionUNetSpatioTemporalConditionModel.load_config(str(tiny["ft"] / "unet")))
-    config["cross_attention_dim"] = 16
-    bad = tmp_path / "bad"
-    ActionUNetSpatioTemporalConditionModel.from_config(config).save_pretrained(str(bad / "unet"),
-                                                                               safe_serialization=True)
-    shutil.copy(tiny["ft"] / "README.md", bad / "README.md")
+    bad = save_altered_component(ActionUNetSpatioTemporalConditionModel, tiny["ft"] / "unet", tmp_path / "bad",
+                                 card_from=tiny["ft"], subfolder="unet", cross_attention_dim=16)
     with pytest.raises(CheckpointError, match="cross_attention_dim 16"):
         _load("igen", bad, base=tiny["base"])
 

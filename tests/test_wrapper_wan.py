@@ -6,7 +6,6 @@ generation overrides applied, the checkpoint opened with open_checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 
 import numpy as np
@@ -15,23 +14,20 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from pytest_wiw import registry
 from pytest_wiw.checkpoint import card_generation, open_checkpoint
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.fingerprint import compare, file_fingerprints
-from pytest_wiw.request import GenerationRequest
+from wrapper_helpers import (
+    assert_batch_items_equal_items_alone,
+    fingerprint_mismatches,
+    load_wrapper,
+    mean_abs_diff,
+    one_thread,  # noqa: F401  (autouse: one torch thread for this module)
+    reference_request,
+)
 from wrappers.wan import TINY_GENERATION, WanImageToVideo
 
 IMAGE_HW = (40, 56)  # not the generation size, so the wrapper's resize runs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Pin torch to one thread, as the worker pins its count (faster and steadier on a shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1, 2]]
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +49,7 @@ def paths(tmp_path_factory):
 
 
 def load(name, path, base=None):
-    ckpt = open_checkpoint(path)
-    spec = registry.get_spec(name)
-    spec = dataclasses.replace(spec, defaults=spec.defaults.updated(card_generation(ckpt.card)))
-    base_ckpt = open_checkpoint(base) if base is not None else None
-    return WanImageToVideo(spec, ckpt, base_ckpt=base_ckpt, device="cpu", dtype=torch.float32, options={})
+    return load_wrapper(WanImageToVideo, name, path, base)
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +68,7 @@ def zero_wm(paths):
 
 
 def request(name, seed=(7, 11), batch=2):
-    rng = np.random.default_rng(123)
-    images = rng.integers(0, 256, (batch, 3, *IMAGE_HW), dtype=np.uint8)
-    actions = [[4, 1, 2, 1], [4, 3, 3, 1, 2]][:batch]
-    return GenerationRequest(images=images, actions=actions, task_type="navigation",
-                             seed=list(seed)[:batch], request_model_name=name)
-
-
-def levels(a, b):
-    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return int(d.max()), float(d.mean())
+    return reference_request(name, seed, batch, actions=ACTIONS[:batch], image_hw=IMAGE_HW, image_seed=123)
 
 
 # -- checkpoints ------------------------------------------------------------------------------------
@@ -126,16 +109,12 @@ def test_same_seed_is_bitwise_equal_and_another_seed_differs(base_wm):
     a = base_wm.generate(request("wan21"))
     assert np.array_equal(a, base_wm.generate(request("wan21")))
     c = base_wm.generate(request("wan21", seed=(8, 12)))
-    assert levels(a, c)[1] > 0.5
+    assert mean_abs_diff(a, c) > 0.5
 
 
 def test_batch_item_equals_the_item_alone(ft_wm):
     req = request("FTwan21")
-    batch = ft_wm.generate(req)
-    tol = ft_wm.spec.tolerances
-    for i in range(req.batch_size):
-        max_abs, mean_abs = levels(batch[i], ft_wm.generate(req.item(i))[0])
-        assert max_abs <= tol.batch_max_abs and mean_abs <= tol.batch_mean_abs, (i, max_abs, mean_abs)
+    assert_batch_items_equal_items_alone(ft_wm, req, ft_wm.generate(req), bitwise=False)
 
 
 def test_items_of_one_seed_differ_by_their_image_and_actions(base_wm):
@@ -151,7 +130,7 @@ def test_ft_differs_from_zero_shot_which_equals_the_base(base_wm, ft_wm):
         with ft_wm.zero_shot():  # nesting keeps the adapter off until the outer exit
             pass
         assert np.array_equal(zero, ft_wm.generate(request("FTwan21")))
-    assert levels(ft, zero)[1] > 0.1
+    assert mean_abs_diff(ft, zero) > 0.1
     assert np.array_equal(zero, base_wm.generate(request("wan21")))
     assert np.array_equal(ft, ft_wm.generate(request("FTwan21")))  # adapter back on after the context
 
@@ -177,18 +156,10 @@ def test_lora_with_zero_b_changes_nothing(base_wm, zero_wm):
 
 
 # -- fingerprints -------------------------------------------------------------------------------------------
-def mismatches(wm, ckpt):
-    running = wm.weight_fingerprints()
-    keys = ckpt.fingerprint_keys()
-    assert sorted(running) == sorted(keys), "every checkpoint tensor has a running tensor"
-    expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
-    return {k: msg for k in keys if (msg := compare(k, running[k], expected[k]))}
-
-
 @pytest.mark.parametrize("which", ["base", "ft", "zero"])
 def test_running_fingerprints_agree_with_the_files(which, base_wm, ft_wm, zero_wm):
     wm = {"base": base_wm, "ft": ft_wm, "zero": zero_wm}[which]
-    assert mismatches(wm, wm.ckpt) == {}
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
 
 
 def test_ft_fingerprint_keys_are_lora_tensors(ft_wm):
@@ -200,7 +171,7 @@ def test_ft_fingerprint_keys_are_lora_tensors(ft_wm):
 
 def test_fingerprints_catch_a_different_lora(zero_wm, paths):
     # The zero-B model against the real LoRA file: lora_A agrees, every sampled lora_B differs.
-    bad = mismatches(zero_wm, open_checkpoint(paths["ft"]))
+    bad = fingerprint_mismatches(zero_wm, open_checkpoint(paths["ft"]))
     assert bad and all(".lora_B." in k for k in bad)
     assert set(bad) == {k for k in open_checkpoint(paths["ft"]).fingerprint_keys() if ".lora_B." in k}
 

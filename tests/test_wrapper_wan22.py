@@ -22,25 +22,24 @@ from safetensors.torch import save_file
 from pytest_wiw import registry
 from pytest_wiw.checkpoint import Checkpoint, card_generation, open_checkpoint, read_card, read_safetensors_header
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.fingerprint import compare, file_fingerprints, fingerprint_tensor
-from pytest_wiw.request import GenerationRequest
+from pytest_wiw.fingerprint import compare, fingerprint_tensor
 from pytest_wiw.worker.server import effective_generation
+from wrapper_helpers import (
+    assert_batch_items_equal_items_alone,
+    build_wrapper,
+    fingerprint_mismatches,
+    mean_abs_diff,
+    one_thread,  # noqa: F401  (autouse: one torch thread for this module)
+    reference_request,
+)
 from wrappers import wan22, wan22_a14b
 from wrappers.wan22 import Wan22TI2V
 from wrappers.wan22_a14b import TINY_LORA_FILES, Wan22A14B
 
 IMAGE_HW = (40, 56)  # not a generation size, so the wrappers' resize runs
+ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1, 2]]
 CLASSES = {"wan22": Wan22TI2V, "FTwan22": Wan22TI2V, "wan22-14B": Wan22A14B, "FTwan22-14B": Wan22A14B}
 HIGH, LOW = TINY_LORA_FILES["transformer"], TINY_LORA_FILES["transformer_2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Pin torch to one thread, as the worker pins its count (faster and steadier on a shared CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # -- LoRA files in other namings ----------------------------------------------------------------------------
@@ -129,7 +128,7 @@ def load(name, path, base=None):
     base_ckpt = open_checkpoint(base) if base is not None else None
     spec = registry.get_spec(name)  # the base's card, then the FT's (a renamed LoRA has none), as the worker does
     spec = dataclasses.replace(spec, defaults=effective_generation(spec.defaults, [base_ckpt, ckpt], {}))
-    return CLASSES[name](spec, ckpt, base_ckpt=base_ckpt, device="cpu", dtype=torch.float32, options={})
+    return build_wrapper(CLASSES[name], spec, ckpt, base_ckpt)
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +140,7 @@ def wms(paths):
 
 
 def request(name, seed=(7, 11), batch=2):
-    rng = np.random.default_rng(123)
-    images = rng.integers(0, 256, (batch, 3, *IMAGE_HW), dtype=np.uint8)
-    actions = [[4, 1, 2, 1], [4, 3, 3, 1, 2]][:batch]
-    return GenerationRequest(images=images, actions=actions, task_type="navigation",
-                             seed=list(seed)[:batch], request_model_name=name)
-
-
-def levels(a, b):
-    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
-    return int(d.max()), float(d.mean())
+    return reference_request(name, seed, batch, actions=ACTIONS[:batch], image_hw=IMAGE_HW, image_seed=123)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------------
@@ -211,15 +201,13 @@ def test_same_seed_is_bitwise_equal_and_another_seed_differs(name, wms):
     wm = wms[name]
     a = wm.generate(request(name))
     assert np.array_equal(a, wm.generate(request(name)))
-    assert levels(a, wm.generate(request(name, seed=(8, 12))))[1] >= 2.0
+    assert mean_abs_diff(a, wm.generate(request(name, seed=(8, 12)))) >= 2.0
 
 
 @pytest.mark.parametrize("name", list(CLASSES))
 def test_batch_item_equals_the_item_alone(name, wms):
     wm, req = wms[name], request(name)
-    batch = wm.generate(req)
-    for i in range(req.batch_size):
-        assert np.array_equal(batch[i], wm.generate(req.item(i))[0]), i
+    assert_batch_items_equal_items_alone(wm, req, wm.generate(req), within_tolerance=False)
 
 
 # -- LoRA and the zero-shot baseline ------------------------------------------------------------------------------
@@ -232,7 +220,7 @@ def test_ft_differs_from_zero_shot_which_equals_the_base(name, wms):
         with wm.zero_shot():  # nesting keeps the adapters off until the outer exit
             pass
         assert np.array_equal(zero, wm.generate(request(name)))
-    assert levels(ft, zero)[1] >= 2.0
+    assert mean_abs_diff(ft, zero) >= 2.0
     assert np.array_equal(zero, base.generate(request(base.spec.name)))
     assert np.array_equal(ft, wm.generate(request(name)))  # adapters back on after the context
 
@@ -253,15 +241,6 @@ def test_zero_shot_type_has_no_zero_shot_context(name, wms):
 
 
 # -- fingerprints ---------------------------------------------------------------------------------------------------
-def mismatches(wm, ckpt):
-    """The suite's comparison: fingerprint keys of the checkpoint, running tensors vs the files."""
-    running = wm.weight_fingerprints()
-    keys = ckpt.fingerprint_keys()
-    assert sorted(running) == sorted(keys), "every checkpoint tensor has a running tensor"
-    expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
-    return {k: msg for k in keys if (msg := compare(k, running[k], expected[k]))}
-
-
 def lora_mismatches(wm):
     """Every tensor of every LoRA file against its running tensor, keyed as the checkpoint keys them: the bare
     name for one file, ``<file>/<name>`` for several (how pytest_wiw.checkpoint is to key a multi-file LoRA)."""
@@ -282,7 +261,8 @@ def lora_mismatches(wm):
 def test_running_fingerprints_agree_with_the_files(name, wms):
     wm = wms[name]
     if len(wm.ckpt.tensor_index()) == sum(len(read_safetensors_header(f)) for f in wm.ckpt.files):
-        assert mismatches(wm, wm.ckpt) == {}  # (two LoRA files' keys collide until checkpoint.py keys them apart)
+        # (two LoRA files' keys collide until checkpoint.py keys them apart)
+        assert fingerprint_mismatches(wm, wm.ckpt) == {}
     if wm.spec.is_ft:
         assert lora_mismatches(wm) == {}
 
@@ -307,7 +287,7 @@ def test_diffsynth_and_original_names_load_the_same_lora(which, paths, wms):
     assert wm.loras[0].naming == "wan"
     assert np.array_equal(wm.generate(request("FTwan22")), wms["FTwan22"].generate(request("FTwan22")))
     # The file's own tensors run, alphas included (not folded into the weights): the suite's check agrees.
-    assert mismatches(wm, wm.ckpt) == {}
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
     keys = wm.ckpt.fingerprint_keys()
     assert any(".self_attn.q.lora_" in k for k in keys) and any(".ffn.2.lora_" in k for k in keys)
     if which == "alpha5":
@@ -328,7 +308,7 @@ def test_diffsynth_top_level_modules_load(paths, wms, tmp_path):
     save_file(out, str(tmp_path / "top.safetensors"))
     wm = load("FTwan22", tmp_path / "top.safetensors", paths["wan22"])
     assert wm.loras[0].params["diffusion_model.head.head.lora_B.weight"] == "proj_out.lora_B.weight"
-    assert mismatches(wm, wm.ckpt) == {}
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
     assert not np.array_equal(wm.generate(request("FTwan22", batch=1)),
                               wms["FTwan22"].generate(request("FTwan22", batch=1)))
 
@@ -376,7 +356,7 @@ def test_low_file_goes_to_the_low_noise_expert(paths, wms):
     assert {lora.file.name: lora.component for lora in wm.loras} == {HIGH: "transformer", LOW: "transformer_2"}
     ft = wm.generate(request("FTwan22-14B"))
     swapped = load("FTwan22-14B", paths["swapped14"], paths["wan22-14B"])
-    assert levels(ft, swapped.generate(request("FTwan22-14B")))[1] >= 1.0
+    assert mean_abs_diff(ft, swapped.generate(request("FTwan22-14B"))) >= 1.0
 
 
 @pytest.mark.parametrize("which", [HIGH, LOW])
@@ -391,7 +371,7 @@ def test_one_file_loads_into_its_expert_only(which, paths, wms):
     with wm.zero_shot():
         assert np.array_equal(wm.generate(request("FTwan22-14B", batch=1)),
                               wms["wan22-14B"].generate(request("wan22-14B", batch=1)))
-    assert mismatches(wm, wm.ckpt) == {}
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
 
 
 def test_two_files_for_one_expert_are_refused(paths, tmp_path):

@@ -60,7 +60,7 @@ def reference_request(wm_type: str, seed=(11, 12), batch: int = 2, *, actions=No
     if images is None:
         images = np.random.default_rng(image_seed).integers(0, 256, (batch, 3, *image_hw), dtype=np.uint8)
     if actions is None:
-        actions = NAVIGATION_ACTIONS[:batch]
+        actions = [list(row) for row in NAVIGATION_ACTIONS[:batch]]
     seed = list(seed[:batch]) if isinstance(seed, (tuple, list)) else seed
     return GenerationRequest(images=images, actions=actions, task_type=task_type, seed=seed,
                              request_model_name=wm_type)
@@ -77,12 +77,12 @@ def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     return abs_diff_levels(a, b)[1]
 
 
-def assert_uint8_video(model, out: np.ndarray, shape: tuple | None = None) -> None:
-    """``out`` is what the model must return: uint8 (B, num_output_frames, 3, out_height, out_width), all
-    finite; ``shape``, when given, is what that comes to."""
+def assert_uint8_video(model, out: np.ndarray, batch: int, shape: tuple | None = None) -> None:
+    """``out`` is what the model must return for ``batch`` items: uint8 (batch, num_output_frames, 3,
+    out_height, out_width), with no non-finite values seen; ``shape``, when given, is what that comes to."""
     g = model.generation
     assert out.dtype == np.uint8
-    assert out.shape == (len(out), g.num_output_frames, 3, g.out_height, g.out_width)
+    assert out.shape == (batch, g.num_output_frames, 3, g.out_height, g.out_width)
     if shape is not None:
         assert out.shape == shape
     assert not model.nonfinite_seen
@@ -116,6 +116,12 @@ def fingerprint_problems(model) -> tuple[list[str], list[str]]:
     missing = sorted(set(keys) - set(running))
     expected = expected_fingerprints(model.ckpt, running, keys)
     return missing, [p for k in running if (p := compare(k, running[k], expected[k]))]
+
+
+def assert_fingerprints_agree(model) -> None:
+    """Every checkpoint tensor has a running tensor, and every running tensor matches its file."""
+    missing, problems = fingerprint_problems(model)
+    assert not missing and not problems, (model.spec.name, missing[:3], problems[:3])
 
 
 def fingerprint_mismatches(model, ckpt) -> dict[str, str]:
@@ -154,6 +160,16 @@ def assert_tiny_pipeline_checkpoint(path: Path, generation: dict) -> None:
 
 
 # -- component-swap FT wrappers (FTcosmos, FTltx, igen) -------------------------------------------------
+def tiny_swap_checkpoints(cls, root: Path, zero_shot_type: str, ft_type: str) -> dict[str, Path]:
+    """The tiny zero-shot pipeline (``base``), its tiny FT transformer (``ft``, a folder holding
+    ``transformer/``), and an FT transformer identical to the base in the flat "component" layout (``same``)."""
+    base = cls.make_tiny(zero_shot_type, root / zero_shot_type, seed=0)
+    ft = cls.make_tiny(ft_type, root / ft_type, base=base, seed=0)
+    # The card of "same" is the FT's: tiny generation sizes, base_model.
+    same = copy_component(base / "transformer", root / "FTsame", card_from=ft)
+    return {"base": base, "ft": ft, "same": same}
+
+
 def copy_component(src: Path, dst: Path, card_from: Path) -> Path:
     """A component folder copied to ``dst`` (the flat "component" layout), with the card of ``card_from``."""
     shutil.copytree(src, dst)
@@ -161,13 +177,14 @@ def copy_component(src: Path, dst: Path, card_from: Path) -> Path:
     return dst
 
 
-def save_altered_component(model_cls, src: Path, dst: Path, card_from: Path, **config_changes) -> Path:
-    """A randomly initialised ``model_cls`` with ``src``'s config but ``config_changes``, saved to ``dst``
-    with the card of ``card_from``."""
+def save_altered_component(model_cls, src: Path, dst: Path, card_from: Path, *, subfolder: str = "",
+                           **config_changes) -> Path:
+    """An FT checkpoint at ``dst`` (the card of ``card_from``): a randomly initialised ``model_cls`` with
+    ``src``'s config but ``config_changes``, saved in ``dst`` or in its ``subfolder``."""
     config = dict(model_cls.load_config(str(src)))
     config.update(config_changes)
-    model_cls.from_config(config).save_pretrained(str(dst), safe_serialization=True)
-    shutil.copy(card_from / "README.md", dst.parent / "README.md" if dst.name == "unet" else dst / "README.md")
+    model_cls.from_config(config).save_pretrained(str(dst / subfolder), safe_serialization=True)
+    shutil.copy(card_from / "README.md", dst / "README.md")
     return dst
 
 
@@ -220,6 +237,5 @@ def assert_fingerprints_catch_base_weights(model, base: Path, component: str) ->
 def assert_flat_component_checkpoint(model) -> None:
     """A model loaded from a flat component folder: every tensor found and matching, keys without a folder."""
     assert model.ckpt.format == "component"
-    missing, problems = fingerprint_problems(model)
-    assert not missing and not problems
+    assert_fingerprints_agree(model)
     assert not any("/" in k for k in model.weight_fingerprints())  # bare tensor names

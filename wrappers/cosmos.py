@@ -13,9 +13,7 @@ WIW's uint8 output does anyway.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -28,7 +26,18 @@ from diffusers import (
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, lookup_tensor, write_card
+from pytest_wiw.api import CheckpointError, GenerationRequest
+
+from .component_swap import (
+    ComponentSwap,
+    ComponentSwapModel,
+    FineTunedComponent,
+    load_component,
+    load_component_swap,
+    require_transformer_config,
+    save_tiny_fine_tune,
+)
+from .diffusers_setup import ready_to_run, write_tiny_card
 
 # Generation settings of the tiny checkpoints make_tiny writes (carried in their cards).
 TINY_GENERATION = {
@@ -38,6 +47,8 @@ TINY_GENERATION = {
 # Transformer config fields that must agree between a fine-tuned transformer and its base pipeline.
 _ARCH_FIELDS = ("in_channels", "out_channels", "num_attention_heads", "attention_head_dim", "num_layers",
                 "text_embed_dim", "patch_size", "concat_padding_mask")
+#: Scale of the seeded noise make_tiny('FTcosmos') adds to each base weight, relative to its mean |w|.
+_FT_NOISE = 1.5
 
 
 class NoOpSafetyChecker(ModelMixin, ConfigMixin):
@@ -73,66 +84,34 @@ def _load_pipeline(path: Path, dtype: torch.dtype, device: str) -> Cosmos2VideoT
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot load a Cosmos2VideoToWorldPipeline from this folder: "
                               f"{type(exc).__name__}: {exc}") from exc
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return ready_to_run(pipe, device)
 
 
-class Cosmos2VideoToWorld(WorldModel):
+def _load_transformer(folder: Path, dtype: torch.dtype) -> CosmosTransformer3DModel:
+    return load_component(CosmosTransformer3DModel, folder, dtype, what="a CosmosTransformer3DModel")
+
+
+#: The fine-tuned transformer of FTcosmos. The FT pipeline shares the text encoder, tokenizer, VAE, scheduler
+#: and safety checker with the base pipeline.
+FT_TRANSFORMER = FineTunedComponent(
+    name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
+    load_base=_load_pipeline, check_folder=require_transformer_config)
+
+
+class Cosmos2VideoToWorld(ComponentSwapModel):
     """Cosmos-Predict2 Video2World: the start image conditions the first latent frame, the prompt the rest."""
 
     version = "1"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
-        self._ft_transformer: CosmosTransformer3DModel | None = None
-        self._ft_prefix = ""
-        if not spec.is_ft:
-            if ckpt.format != "diffusers":
-                raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers Cosmos2VideoToWorldPipeline "
-                                      f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
-            self._base_pipe = _load_pipeline(ckpt.path, dtype, device)
-            self._pipe = self._base_pipe
+        if spec.is_ft:
+            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device)
             return
-
-        if base_ckpt is None:
-            raise CheckpointError(f"{ckpt.path}: {spec.name} needs its {spec.base} base pipeline: pass "
-                                  "--base-ckpt-path or name it as base_model in the checkpoint's card")
-        if base_ckpt.format != "diffusers":
-            raise CheckpointError(f"{base_ckpt.path}: the {spec.base} base must be a diffusers pipeline folder "
-                                  f"(model_index.json), got a {base_ckpt.format!r} checkpoint")
-        if ckpt.format == "component":
-            folder = ckpt.path
-        elif ckpt.format == "component-folder":
-            folder = ckpt.files[0].parent
-            self._ft_prefix = folder.relative_to(ckpt.root).as_posix() + "/"
-        else:
-            raise CheckpointError(f"{ckpt.path}: {spec.name} expects a fine-tuned transformer: a folder with "
-                                  "config.json + diffusion_pytorch_model.safetensors, or a folder holding "
-                                  f"transformer/; got a {ckpt.format!r} checkpoint")
-        if not (folder / "config.json").is_file():
-            raise CheckpointError(f"{folder}: no config.json beside the transformer weights")
-
-        self._base_pipe = _load_pipeline(base_ckpt.path, dtype, device)
-        try:
-            ft = CosmosTransformer3DModel.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{folder}: cannot load a CosmosTransformer3DModel: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-        base_cfg, ft_cfg = self._base_pipe.transformer.config, ft.config
-        mismatch = [f"{k} {ft_cfg.get(k)!r} (base {base_cfg.get(k)!r})" for k in _ARCH_FIELDS
-                    if _norm(ft_cfg.get(k)) != _norm(base_cfg.get(k))]
-        if mismatch:
-            raise CheckpointError(f"{folder}: the fine-tuned transformer does not fit the base pipeline "
-                                  f"{base_ckpt.path}: {', '.join(mismatch)}")
-        ft.to(device)
-        ft.eval()
-        self._ft_transformer = ft
-        # Shares the text encoder, tokenizer, VAE, scheduler and safety checker with the base pipeline.
-        ft_pipe = Cosmos2VideoToWorldPipeline(**{**self._base_pipe.components, "transformer": ft})
-        ft_pipe.set_progress_bar_config(disable=True)
-        self._ft_pipe = ft_pipe
-        self._pipe = ft_pipe
+        if ckpt.format != "diffusers":
+            raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers Cosmos2VideoToWorldPipeline "
+                                  f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
+        self._swap = ComponentSwap(_load_pipeline(ckpt.path, dtype, device))
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> np.ndarray:
@@ -150,7 +129,7 @@ class Cosmos2VideoToWorld(WorldModel):
         videos = []
         with self._no_grad():
             for image, prompt, generator in zip(images, prompts, generators):
-                frames = self._pipe(
+                frames = self.pipe(
                     image=image,
                     prompt=prompt,
                     height=g.height,
@@ -164,30 +143,10 @@ class Cosmos2VideoToWorld(WorldModel):
                 videos.append(np.asarray(frames)[0])
         return self.finish_video(np.stack(videos))
 
-    @contextlib.contextmanager
-    def zero_shot(self) -> Iterator[None]:
-        """Run the base transformer inside; a zero-shot type runs it anyway."""
-        previous = self._pipe
-        self._pipe = self._base_pipe
-        try:
-            yield
-        finally:
-            self._pipe = previous
-
     # -- weights -------------------------------------------------------------------------------
     def components(self) -> dict[str, object]:
-        pipe = self._pipe
+        pipe = self.pipe
         return {"transformer": pipe.transformer, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
-
-    def running_tensor(self, key: str) -> torch.Tensor | None:
-        if self._ft_transformer is None:
-            return super().running_tensor(key)
-        # FT checkpoint keys: bare tensor names (component folder) or "transformer/<name>".
-        if self._ft_prefix:
-            if not key.startswith(self._ft_prefix):
-                return None
-            key = key[len(self._ft_prefix):]
-        return lookup_tensor(self._ft_transformer, key)
 
     # -- tiny checkpoints ----------------------------------------------------------------------
     @classmethod
@@ -196,31 +155,16 @@ class Cosmos2VideoToWorld(WorldModel):
         out_dir.mkdir(parents=True, exist_ok=True)
         if wm_type == "cosmos20":
             _tiny_pipeline(seed).save_pretrained(str(out_dir), safe_serialization=True)
-            write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-                       training_steps=0, generation=dict(TINY_GENERATION),
-                       description="Tiny random Cosmos-Predict2 Video2World pipeline for pytest-wiw.")
+            write_tiny_card(out_dir, generation=TINY_GENERATION,
+                            description="Tiny random Cosmos-Predict2 Video2World pipeline for pytest-wiw.")
             return out_dir
         if wm_type == "FTcosmos":
             if base is None:
                 raise CheckpointError("make_tiny('FTcosmos') needs base=<path of the tiny cosmos20 pipeline>")
-            base = Path(base)
-            transformer = CosmosTransformer3DModel.from_pretrained(str(base), subfolder="transformer",
-                                                                   local_files_only=True)
-            noise = torch.Generator("cpu").manual_seed(seed)
-            with torch.no_grad():
-                for name, p in sorted(transformer.named_parameters()):
-                    scale = 1.5 * (float(p.abs().mean()) + 0.02)
-                    p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
-            transformer.save_pretrained(str(out_dir / "transformer"), safe_serialization=True)
-            write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"],
-                       license="apache-2.0", training_steps=0, generation=dict(TINY_GENERATION),
-                       description="Tiny 'fine-tuned' Cosmos-Predict2 transformer: the base with seeded noise.")
-            return out_dir
+            return save_tiny_fine_tune(
+                CosmosTransformer3DModel, out_dir, Path(base), seed, noise_scale=_FT_NOISE, generation=TINY_GENERATION,
+                description="Tiny 'fine-tuned' Cosmos-Predict2 transformer: the base with seeded noise.")
         raise ValueError(f"{cls.__name__}.make_tiny serves cosmos20 and FTcosmos, not {wm_type!r}")
-
-
-def _norm(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _tiny_pipeline(seed: int) -> Cosmos2VideoToWorldPipeline:

@@ -19,7 +19,6 @@ Checkpoint: a diffusers ``Cosmos2_5_PredictBasePipeline`` folder (model_index.js
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,19 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, write_card
+from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel
 
 from .cosmos import NoOpSafetyChecker
+from .diffusers_setup import (
+    load_pipeline_folder,
+    ready_to_run,
+    require_pipeline_folder,
+    require_size_multiple,
+    save_tiny_pipeline,
+)
 from .hunyuan import running_tensor_by_saved_name
 
-PIPELINE_CLASS = "Cosmos2_5_PredictBasePipeline"
+WM = "cosmos25"
 
 # Generation settings of the tiny checkpoint (carried in its card): 9 frames = 3 latent frames, 9 decoded,
 # mapped to 4. Well under a second per call on one CPU thread.
@@ -65,26 +71,14 @@ class Cosmos25Predict(WorldModel):
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         g = self.generation
-        if g.height % 16 or g.width % 16:
-            raise SpecError(f"cosmos25 generates at sizes divisible by 16, got {g.height}x{g.width}: "
-                            "fix the card's or --wm-opt generation sizes")
+        require_size_multiple(WM, g, 16)
         if g.num_frames < 1:
             raise SpecError(f"cosmos25 needs num_frames >= 1, got {g.num_frames}")
-        if ckpt.format != "diffusers":
-            raise CheckpointError(f"{ckpt.path}: cosmos25 needs a diffusers {PIPELINE_CLASS} folder "
-                                  f"(model_index.json), got a {ckpt.format!r} checkpoint")
-        _check_pipeline_class(Path(ckpt.path))
-        try:
-            pipe = Cosmos2_5_PredictBasePipeline.from_pretrained(
-                str(ckpt.path), safety_checker=NoOpSafetyChecker(), dtype=dtype, use_safetensors=True,
-                local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise CheckpointError(f"{ckpt.path}: cannot load it as a {PIPELINE_CLASS}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+        require_pipeline_folder(ckpt, WM, Cosmos2_5_PredictBasePipeline)
+        pipe = load_pipeline_folder(Cosmos2_5_PredictBasePipeline, Path(ckpt.path), WM, dtype=dtype,
+                                    safety_checker=NoOpSafetyChecker(), local_files_only=True)
         _check_no_torchvision_needed(pipe, ckpt.path)
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
+        self.pipe = ready_to_run(pipe, device)
         self._saved_names: dict[str, dict] = {}
         temporal = pipe.vae_scale_factor_temporal
         decoded = (g.num_frames - 1) // temporal * temporal + 1
@@ -138,18 +132,11 @@ class Cosmos25Predict(WorldModel):
     # -- tiny checkpoint -------------------------------------------------------------------
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        if wm_type != "cosmos25":
+        if wm_type != WM:
             raise ValueError(f"{cls.__name__}.make_tiny serves cosmos25, not {wm_type!r}")
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):  # seeded builds, the caller's RNG left where it was
-            pipe = _tiny_pipeline(seed)
-        pipe.save_pretrained(str(out_dir), safe_serialization=True)
-        write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-                   training_steps=0, generation=dict(TINY_GENERATION),
-                   description=f"Tiny random Cosmos-Predict2.5 pipeline for pytest-wiw (seed {seed}); "
-                               "its outputs mean nothing.")
-        return out_dir
+        return save_tiny_pipeline(out_dir, _tiny_pipeline, seed, generation=TINY_GENERATION,
+                                  description=f"Tiny random Cosmos-Predict2.5 pipeline for pytest-wiw (seed {seed}); "
+                                              "its outputs mean nothing.")
 
 
 def _check_no_torchvision_needed(pipe: Cosmos2_5_PredictBasePipeline, path) -> None:
@@ -204,13 +191,3 @@ def _tiny_pipeline(seed: int) -> Cosmos2_5_PredictBasePipeline:
     scheduler = UniPCMultistepScheduler(**SCHEDULER_CONFIG)
     return Cosmos2_5_PredictBasePipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
                                          vae=vae, scheduler=scheduler, safety_checker=NoOpSafetyChecker())
-
-
-def _check_pipeline_class(path: Path) -> None:
-    index = path / "model_index.json"
-    try:
-        cls_name = json.loads(index.read_text()).get("_class_name")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{index}: cannot read the pipeline index: {exc}") from exc
-    if cls_name != PIPELINE_CLASS:
-        raise CheckpointError(f"{index}: names pipeline {cls_name!r}; cosmos25 needs a {PIPELINE_CLASS}")

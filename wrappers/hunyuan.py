@@ -20,7 +20,6 @@ Checkpoint: a diffusers ``HunyuanVideoImageToVideoPipeline`` folder (model_index
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +32,17 @@ from diffusers import (
 )
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, lookup_tensor, write_card
+from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, lookup_tensor
 
-PIPELINE_CLASS = "HunyuanVideoImageToVideoPipeline"
+from .diffusers_setup import (
+    load_pipeline_folder,
+    ready_to_run,
+    require_pipeline_folder,
+    require_size_multiple,
+    save_tiny_pipeline,
+)
+
+WM = "hunyuan"
 # Frames the latent-concat variant drops from the front of the decoded video.
 DROPPED_FRAMES = 4
 TEMPORAL_COMPRESSION = 4  # of every HunyuanVideo VAE (and the tiny one)
@@ -61,27 +68,16 @@ class HunyuanImageToVideo(WorldModel):
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         g = self.generation
-        if g.height % 16 or g.width % 16:
-            raise SpecError(f"hunyuan generates at sizes divisible by 16, got {g.height}x{g.width}: "
-                            "fix the card's or --wm-opt generation sizes")
+        require_size_multiple(WM, g, 16)
         check_frame_count(g.num_frames, g.num_output_frames)
-        if ckpt.format != "diffusers":
-            raise CheckpointError(f"{ckpt.path}: hunyuan needs a diffusers {PIPELINE_CLASS} folder "
-                                  f"(model_index.json), got a {ckpt.format!r} checkpoint")
-        _check_pipeline_class(Path(ckpt.path))
-        try:
-            pipe = HunyuanVideoImageToVideoPipeline.from_pretrained(
-                str(ckpt.path), dtype=dtype, use_safetensors=True, local_files_only=True)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise CheckpointError(f"{ckpt.path}: cannot load it as a {PIPELINE_CLASS}: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+        require_pipeline_folder(ckpt, WM, HunyuanVideoImageToVideoPipeline)
+        pipe = load_pipeline_folder(HunyuanVideoImageToVideoPipeline, Path(ckpt.path), WM, dtype=dtype,
+                                    local_files_only=True)
         if pipe.transformer.config.image_condition_type != "latent_concat":
             raise CheckpointError(f"{ckpt.path}: the transformer's image_condition_type is "
                                   f"{pipe.transformer.config.image_condition_type!r}; this wrapper serves the "
                                   "latent_concat HunyuanVideo-I2V (its frame accounting assumes it)")
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
+        self.pipe = ready_to_run(pipe, device)
         self._saved_names: dict[str, dict] = {}
         self.prompt_template = prompt_template_for(pipe)
         self.notes.append(f"HunyuanVideo-I2V decodes {decoded_frames(g.num_frames)} frames for num_frames="
@@ -126,18 +122,11 @@ class HunyuanImageToVideo(WorldModel):
     # -- tiny checkpoint -------------------------------------------------------------------
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        if wm_type != "hunyuan":
+        if wm_type != WM:
             raise ValueError(f"{cls.__name__}.make_tiny serves hunyuan, not {wm_type!r}")
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):  # seeded builds, the caller's RNG left where it was
-            pipe = _tiny_pipeline(seed)
-        pipe.save_pretrained(str(out_dir), safe_serialization=True)
-        write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-                   training_steps=0, generation=dict(TINY_GENERATION),
-                   description=f"Tiny random HunyuanVideo-I2V pipeline for pytest-wiw (seed {seed}); "
-                               "its outputs mean nothing.")
-        return out_dir
+        return save_tiny_pipeline(out_dir, _tiny_pipeline, seed, generation=TINY_GENERATION,
+                                  description=f"Tiny random HunyuanVideo-I2V pipeline for pytest-wiw (seed {seed}); "
+                                              "its outputs mean nothing.")
 
 
 # -- fingerprints -------------------------------------------------------------------------------
@@ -313,13 +302,3 @@ def _tiny_pipeline(seed: int) -> HunyuanVideoImageToVideoPipeline:
         text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae, scheduler=scheduler,
         text_encoder_2=text_encoder_2, tokenizer_2=_tiny_tokenizer(), image_processor=image_processor,
     )
-
-
-def _check_pipeline_class(path: Path) -> None:
-    index = path / "model_index.json"
-    try:
-        cls_name = json.loads(index.read_text()).get("_class_name")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{index}: cannot read the pipeline index: {exc}") from exc
-    if cls_name != PIPELINE_CLASS:
-        raise CheckpointError(f"{index}: names pipeline {cls_name!r}; hunyuan needs a {PIPELINE_CLASS}")

@@ -46,24 +46,18 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from diffusers import StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
+from diffusers import UNetSpatioTemporalConditionModel
 from diffusers.configuration_utils import register_to_config
 from diffusers.models.embeddings import TimestepEmbedding
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
 
-from pytest_wiw.api import (
-    CheckpointError,
-    GenerationRequest,
-    RequestError,
-    SpecError,
-    WorldModel,
-    lookup_tensor,
-    write_card,
-)
+from pytest_wiw.api import CheckpointError, GenerationRequest, RequestError
 from pytest_wiw.request import STOP_ID
 
-from .svd import MIN_FRAMES, TINY_GENERATION, _check_pipeline_class, _parse_options
+from . import svd
+from .component_swap import ComponentSwapModel, FineTunedComponent, load_component_swap
+from .diffusers_setup import write_tiny_card
 
 # Action vector widths WIW's igen checkpoints take, per task.
 NAVIGATION_CHANNELS = 14
@@ -319,19 +313,6 @@ def encode_actions(task_type: str, action, num_frames: int, channels: int) -> np
 
 # -- the wrapper -------------------------------------------------------------------------------------
 
-def _load_pipeline(path: Path, dtype: torch.dtype, device: str) -> StableVideoDiffusionPipeline:
-    _check_pipeline_class(path)
-    try:
-        # As wrappers.svd loads it (diffusers 0.42 takes ``dtype``), so zero-shot equals svd bitwise.
-        pipe = StableVideoDiffusionPipeline.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: cannot load it as a StableVideoDiffusionPipeline: "
-                              f"{type(exc).__name__}: {exc}") from exc
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def _load_action_unet(folder: Path, dtype: torch.dtype) -> ActionUNetSpatioTemporalConditionModel:
     config_file = folder / "config.json"
     try:
@@ -357,56 +338,30 @@ def _load_action_unet(folder: Path, dtype: torch.dtype) -> ActionUNetSpatioTempo
     return unet
 
 
-class ActionConditionedSVD(WorldModel):
-    """igen: SVD with the fine-tuned action UNet swapped in; each item's actions reach it every step."""
+#: The fine-tuned action UNet, swapped into its svd base pipeline; the base is loaded as wrappers.svd loads
+#: it, so that zero-shot equals svd bitwise.
+ACTION_UNET = FineTunedComponent(
+    name="unet", label="action UNet", expects="fine-tuned action UNet", arch_fields=_ARCH_FIELDS,
+    load=_load_action_unet, load_base=svd.load_pipeline, base_folder="StableVideoDiffusionPipeline")
+
+
+class ActionConditionedSVD(ComponentSwapModel):
+    """igen: SVD with the fine-tuned action UNet swapped in; each item's actions reach it every step.
+
+    Inside ``zero_shot()`` the base SVD UNet runs (the actions do not reach it); the action UNet comes back after.
+    """
 
     version = "1"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
-        self.settings = _parse_options(self.options)
-        g = self.generation
-        if g.height % 8 or g.width % 8:
-            raise SpecError(f"{spec.name} generates at sizes divisible by 8, got {g.height}x{g.width}: "
-                            "fix the card's or --wm-opt generation sizes")
-        if g.num_frames < MIN_FRAMES:
-            raise SpecError(f"{spec.name} needs num_frames >= {MIN_FRAMES}, got {g.num_frames}")
-        if base_ckpt is None:
-            raise CheckpointError(f"{ckpt.path}: {spec.name} needs its {spec.base} base pipeline: pass "
-                                  "--base-ckpt-path or name it as base_model in the checkpoint's card")
-        if base_ckpt.format != "diffusers":
-            raise CheckpointError(f"{base_ckpt.path}: the {spec.base} base must be a diffusers "
-                                  f"StableVideoDiffusionPipeline folder (model_index.json), got a "
-                                  f"{base_ckpt.format!r} checkpoint")
-        self._ft_prefix = ""
-        if ckpt.format == "component":
-            folder = ckpt.path
-        elif ckpt.format == "component-folder":
-            folder = ckpt.files[0].parent
-            self._ft_prefix = folder.relative_to(ckpt.root).as_posix() + "/"
-        else:
-            raise CheckpointError(f"{ckpt.path}: {spec.name} expects a fine-tuned action UNet: a folder with "
-                                  "config.json + diffusion_pytorch_model.safetensors, or a folder holding unet/; "
-                                  f"got a {ckpt.format!r} checkpoint")
-
-        self._base_pipe = _load_pipeline(Path(base_ckpt.path), dtype, device)
-        unet = _load_action_unet(folder, dtype)
-        base_cfg, ft_cfg = self._base_pipe.unet.config, unet.config
-        mismatch = [f"{k} {ft_cfg.get(k)!r} (base {base_cfg.get(k)!r})" for k in _ARCH_FIELDS
-                    if _norm(ft_cfg.get(k)) != _norm(base_cfg.get(k))]
-        if mismatch:
-            raise CheckpointError(f"{folder}: the action UNet does not fit the base pipeline {base_ckpt.path}: "
-                                  f"{', '.join(mismatch)}")
-        unet.to(device)
-        unet.eval()
-        self._ft_unet = unet
-        self.action_channels = int(unet.config.action_input_channel)
-        self.task = next(t for t, c in TASK_CHANNELS.items() if c == self.action_channels)
+        self.settings = svd.parse_options(self.options)
+        svd.check_generation(spec.name, self.generation)
         # Shares the VAE, image encoder, feature extractor and scheduler with the base pipeline.
-        ft_pipe = StableVideoDiffusionPipeline(**{**self._base_pipe.components, "unet": unet})
-        ft_pipe.set_progress_bar_config(disable=True)
-        self._ft_pipe = ft_pipe
-        self._pipe = ft_pipe
+        self._swap = load_component_swap(spec, ckpt, base_ckpt, ACTION_UNET, dtype=dtype, device=device)
+        self.action_channels = int(self._swap.ft_module.config.action_input_channel)
+        self.task = next(t for t, c in TASK_CHANNELS.items() if c == self.action_channels)
+        self.tasks = (self.task,)  # the suite draws requests for this checkpoint's task only
         how = ("one-hot ids resampled onto the frames by area" if self.task == "navigation"
                else "a hash of the instruction's words: GenerationRequest carries no arm deltas")
         self.notes.append(f"{self.task} actions as {self.action_channels}-wide vectors per frame ({how})")
@@ -436,12 +391,13 @@ class ActionConditionedSVD(WorldModel):
         images = self.images_as_pil(request, g.height, g.width)
         generators = self.generators(request)
         actions = self.actions_tensor(request)
-        pipe = self._pipe
+        pipe = self.pipe
         with torch.inference_mode():
             videos = []
             for i, (image, generator) in enumerate(zip(images, generators)):
                 with self._bound(pipe, actions[i : i + 1]):
-                    videos.append(self._generate_one(pipe, image, generator))
+                    # The arguments of wrappers.svd's call, so that zero_shot() reproduces svd bitwise.
+                    videos.append(svd.generate_one(pipe, image, generator, self.generation, self.settings))
         return self.finish_video(np.concatenate(videos, axis=0))
 
     @contextlib.contextmanager
@@ -453,50 +409,10 @@ class ActionConditionedSVD(WorldModel):
         else:
             yield
 
-    def _generate_one(self, pipe, image, generator: torch.Generator) -> np.ndarray:
-        # The arguments of wrappers.svd's call, so that zero_shot() reproduces svd bitwise.
-        g = self.generation
-        s = self.settings
-        max_guidance = float(g.guidance_scale)
-        chunk = s["decode_chunk_size"] or g.num_frames
-        return pipe(
-            image=[image],
-            height=g.height,
-            width=g.width,
-            num_frames=g.num_frames,
-            num_inference_steps=g.steps,
-            min_guidance_scale=min(s["min_guidance_scale"], max_guidance),
-            max_guidance_scale=max_guidance,
-            fps=s["fps"],
-            motion_bucket_id=s["motion_bucket_id"],
-            noise_aug_strength=s["noise_aug_strength"],
-            decode_chunk_size=min(chunk, g.num_frames),
-            generator=[generator],
-            output_type="np",
-        ).frames
-
-    @contextlib.contextmanager
-    def zero_shot(self) -> Iterator[None]:
-        """Run the base SVD UNet inside (the actions do not reach it); the action UNet comes back after."""
-        previous = self._pipe
-        self._pipe = self._base_pipe
-        try:
-            yield
-        finally:
-            self._pipe = previous
-
     # -- weights -----------------------------------------------------------------------------------
     def components(self) -> dict[str, object]:
-        pipe = self._pipe
+        pipe = self.pipe
         return {"unet": pipe.unet, "vae": pipe.vae, "image_encoder": pipe.image_encoder}
-
-    def running_tensor(self, key: str) -> torch.Tensor | None:
-        # Checkpoint keys: "unet/<name>" (a folder holding unet/) or bare names (the unet folder itself).
-        if self._ft_prefix:
-            if not key.startswith(self._ft_prefix):
-                return None
-            key = key[len(self._ft_prefix):]
-        return lookup_tensor(self._ft_unet, key)
 
     # -- tiny checkpoint ---------------------------------------------------------------------------
     @classmethod
@@ -508,11 +424,10 @@ class ActionConditionedSVD(WorldModel):
         with torch.random.fork_rng(devices=[]):
             unet = tiny_action_unet(Path(base), seed)
         unet.save_pretrained(str(out_dir / "unet"), safe_serialization=True)
-        write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"], license="apache-2.0",
-                   training_steps=0, generation=dict(TINY_GENERATION),
-                   description=f"Tiny 'fine-tuned' action-conditioned SVD UNet for pytest-wiw ({wm_type}, seed "
-                               f"{seed}): the base UNet with seeded noise and a random action embedder; its outputs "
-                               "mean nothing.")
+        write_tiny_card(out_dir, base=base, generation=svd.TINY_GENERATION,
+                        description=f"Tiny 'fine-tuned' action-conditioned SVD UNet for pytest-wiw ({wm_type}, seed "
+                                    f"{seed}): the base UNet with seeded noise and a random action embedder; its "
+                                    "outputs mean nothing.")
         return out_dir
 
 
@@ -547,7 +462,3 @@ def tiny_action_unet(base: Path, seed: int, action_input_channel: int = NAVIGATI
                 scale = TINY_PERTURB_SCALE * (float(p.std()) if p.numel() > 1 else 0.0) + TINY_PERTURB_FLOOR
                 p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
     return unet
-
-
-def _norm(value):
-    return list(value) if isinstance(value, (list, tuple)) else value

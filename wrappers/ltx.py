@@ -15,10 +15,8 @@ round it down anyway: (n - 1) // 8 + 1 latent frames decode to 8k+1 frames).
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -29,7 +27,18 @@ from diffusers import (
     LTXVideoTransformer3DModel,
 )
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, lookup_tensor, write_card
+from pytest_wiw.api import CheckpointError, GenerationRequest
+
+from .component_swap import (
+    ComponentSwap,
+    ComponentSwapModel,
+    FineTunedComponent,
+    load_component,
+    load_component_swap,
+    require_transformer_config,
+    save_tiny_fine_tune,
+)
+from .diffusers_setup import ready_to_run, write_tiny_card
 
 #: Generation settings the tiny checkpoints declare in their cards: a pipeline call takes ~25 ms on one CPU
 #: thread (latents 8 x 2 x 4 x 4; the 9 decoded frames are subsampled to 4).
@@ -57,77 +66,58 @@ def _load_pipeline(path: Path, dtype: torch.dtype, device: str) -> LTXImageToVid
     except _LOAD_ERRORS as exc:
         raise CheckpointError(f"{path}: cannot load an LTXImageToVideoPipeline from this folder: "
                               f"{type(exc).__name__}: {exc}") from exc
-    pipe.to(device)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return ready_to_run(pipe, device)
 
 
-class LTXImageToVideo(WorldModel):
+def _load_transformer(folder: Path, dtype: torch.dtype) -> LTXVideoTransformer3DModel:
+    return load_component(LTXVideoTransformer3DModel, folder, dtype, what="an LTXVideoTransformer3DModel",
+                          errors=_LOAD_ERRORS)
+
+
+def _check_transformer_config(folder: Path) -> None:
+    """The folder's config.json must exist and, when it names a class, name LTX's transformer."""
+    config = require_transformer_config(folder)
+    try:
+        class_name = json.loads(config.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{config}: not a readable JSON config: {exc}") from exc
+    if class_name not in (None, "LTXVideoTransformer3DModel"):
+        raise CheckpointError(f"{folder}: config.json describes a {class_name}, not the "
+                              "LTXVideoTransformer3DModel a fine-tuned LTX transformer should be")
+
+
+#: The fine-tuned transformer of FTltx. The FT pipeline shares the text encoder, tokenizer, VAE and scheduler
+#: with the base pipeline.
+FT_TRANSFORMER = FineTunedComponent(
+    name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
+    load_base=_load_pipeline, check_folder=_check_transformer_config)
+
+
+class LTXImageToVideo(ComponentSwapModel):
     """LTX-Video I2V: the start image is the first latent frame, the prompt conditions the rest."""
 
     version = "1"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
-        self._ft_transformer: LTXVideoTransformer3DModel | None = None
-        self._ft_prefix = ""
-        if not spec.is_ft:
-            if ckpt.format != "diffusers":
-                raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers LTXImageToVideoPipeline "
-                                      f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
-            self._base_pipe = _load_pipeline(ckpt.path, dtype, device)
-            self._pipe = self._base_pipe
+        if spec.is_ft:
+            if spec.finetune != "transformer":
+                raise CheckpointError(f"{spec.name}: this wrapper swaps in a fully fine-tuned transformer "
+                                      f"(finetune='transformer'), not finetune={spec.finetune!r}")
+            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device)
             return
-
-        if spec.finetune != "transformer":
-            raise CheckpointError(f"{spec.name}: this wrapper swaps in a fully fine-tuned transformer "
-                                  f"(finetune='transformer'), not finetune={spec.finetune!r}")
-        if base_ckpt is None:
-            raise CheckpointError(f"{ckpt.path}: {spec.name} needs its {spec.base} base pipeline: pass "
-                                  "--base-ckpt-path or name it as base_model in the checkpoint's card")
-        if base_ckpt.format != "diffusers":
-            raise CheckpointError(f"{base_ckpt.path}: the {spec.base} base must be a diffusers pipeline folder "
-                                  f"(model_index.json), got a {base_ckpt.format!r} checkpoint")
-        if ckpt.format == "component":
-            folder = ckpt.path
-        elif ckpt.format == "component-folder":
-            folder = ckpt.files[0].parent
-            self._ft_prefix = folder.relative_to(ckpt.root).as_posix() + "/"
-        else:
-            raise CheckpointError(f"{ckpt.path}: {spec.name} expects a fine-tuned transformer: a folder with "
-                                  "config.json + diffusion_pytorch_model.safetensors, or a folder holding "
-                                  f"transformer/; got a {ckpt.format!r} checkpoint")
-        _check_transformer_config(folder)
-
-        self._base_pipe = _load_pipeline(base_ckpt.path, dtype, device)
-        try:
-            ft = LTXVideoTransformer3DModel.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
-        except _LOAD_ERRORS as exc:
-            raise CheckpointError(f"{folder}: cannot load an LTXVideoTransformer3DModel: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-        base_cfg, ft_cfg = self._base_pipe.transformer.config, ft.config
-        mismatch = [f"{k} {ft_cfg.get(k)!r} (base {base_cfg.get(k)!r})" for k in _ARCH_FIELDS
-                    if _norm(ft_cfg.get(k)) != _norm(base_cfg.get(k))]
-        if mismatch:
-            raise CheckpointError(f"{folder}: the fine-tuned transformer does not fit the base pipeline "
-                                  f"{base_ckpt.path}: {', '.join(mismatch)}")
-        ft.to(device)
-        ft.eval()
-        self._ft_transformer = ft
-        # Shares the text encoder, tokenizer, VAE and scheduler with the base pipeline (the scheduler's
-        # state is per call, and the two pipelines never run at once).
-        ft_pipe = LTXImageToVideoPipeline(**{**self._base_pipe.components, "transformer": ft})
-        ft_pipe.set_progress_bar_config(disable=True)
-        self._ft_pipe = ft_pipe
-        self._pipe = ft_pipe
+        if ckpt.format != "diffusers":
+            raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers LTXImageToVideoPipeline "
+                                  f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
+        self._swap = ComponentSwap(_load_pipeline(ckpt.path, dtype, device))
 
     # -- generation ----------------------------------------------------------------------------
     def _sizes(self) -> tuple[int, int, int]:
         """Height, width and frame count the pipeline will really use, noted when they change."""
         g = self.generation
-        m = max(_SIZE_MULTIPLE, self._pipe.vae_spatial_compression_ratio)
+        m = max(_SIZE_MULTIPLE, self.pipe.vae_spatial_compression_ratio)
         h, w = max(g.height // m * m, m), max(g.width // m * m, m)
-        temporal = self._pipe.vae_temporal_compression_ratio
+        temporal = self.pipe.vae_temporal_compression_ratio
         n = max((g.num_frames - 1) // temporal * temporal + 1, 1)
         if (h, w) != (g.height, g.width):
             self._note(f"generation size {g.height}x{g.width} rounded down to {h}x{w} "
@@ -155,7 +145,7 @@ class LTXImageToVideo(WorldModel):
         videos = []
         with self._no_grad():
             for image, prompt, generator in zip(images, prompts, generators):
-                frames = self._pipe(
+                frames = self.pipe(
                     image=image,
                     prompt=prompt,
                     height=height,
@@ -169,30 +159,10 @@ class LTXImageToVideo(WorldModel):
                 videos.append(np.asarray(frames)[0])  # (T, H, W, 3) float in [0, 1]
         return self.finish_video(np.stack(videos))
 
-    @contextlib.contextmanager
-    def zero_shot(self) -> Iterator[None]:
-        """Run the base transformer inside; a zero-shot type runs it anyway."""
-        previous = self._pipe
-        self._pipe = self._base_pipe
-        try:
-            yield
-        finally:
-            self._pipe = previous
-
     # -- weights -------------------------------------------------------------------------------
     def components(self) -> dict[str, object]:
-        pipe = self._pipe
+        pipe = self.pipe
         return {"transformer": pipe.transformer, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
-
-    def running_tensor(self, key: str) -> torch.Tensor | None:
-        if self._ft_transformer is None:
-            return super().running_tensor(key)
-        # FT checkpoint keys: bare tensor names (component folder) or "transformer/<name>".
-        if self._ft_prefix:
-            if not key.startswith(self._ft_prefix):
-                return None
-            key = key[len(self._ft_prefix):]
-        return lookup_tensor(self._ft_transformer, key)
 
     # -- tiny checkpoints ----------------------------------------------------------------------
     @classmethod
@@ -202,38 +172,17 @@ class LTXImageToVideo(WorldModel):
         with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
             if wm_type == "ltx":
                 _tiny_pipeline(seed).save_pretrained(str(out_dir), safe_serialization=True)
-                write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"],
-                           license="apache-2.0", training_steps=0, generation=dict(TINY_GENERATION),
-                           description="Tiny random LTX-Video image-to-video pipeline for pytest-wiw.")
+                write_tiny_card(out_dir, generation=TINY_GENERATION,
+                                description="Tiny random LTX-Video image-to-video pipeline for pytest-wiw.")
                 return out_dir
             if wm_type == "FTltx":
                 if base is None:
                     raise CheckpointError("make_tiny('FTltx') needs base=<path of the tiny ltx pipeline>")
-                base = Path(base)
-                _tiny_ft_transformer(base, seed).save_pretrained(str(out_dir / "transformer"),
-                                                                 safe_serialization=True)
-                write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"],
-                           license="apache-2.0", training_steps=0, generation=dict(TINY_GENERATION),
-                           description="Tiny 'fine-tuned' LTX-Video transformer: the base with seeded noise.")
-                return out_dir
+                return save_tiny_fine_tune(
+                    LTXVideoTransformer3DModel, out_dir, Path(base), seed, noise_scale=_FT_NOISE,
+                    generation=TINY_GENERATION,
+                    description="Tiny 'fine-tuned' LTX-Video transformer: the base with seeded noise.")
         raise ValueError(f"{cls.__name__}.make_tiny serves ltx and FTltx, not {wm_type!r}")
-
-
-def _check_transformer_config(folder: Path) -> None:
-    config = folder / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{folder}: no config.json beside the transformer weights")
-    try:
-        class_name = json.loads(config.read_text()).get("_class_name")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{config}: not a readable JSON config: {exc}") from exc
-    if class_name not in (None, "LTXVideoTransformer3DModel"):
-        raise CheckpointError(f"{folder}: config.json describes a {class_name}, not the "
-                              "LTXVideoTransformer3DModel a fine-tuned LTX transformer should be")
-
-
-def _norm(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def _tiny_pipeline(seed: int) -> LTXImageToVideoPipeline:
@@ -261,14 +210,3 @@ def _tiny_pipeline(seed: int) -> LTXImageToVideoPipeline:
                                                 base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
     return LTXImageToVideoPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                                    transformer=transformer)
-
-
-def _tiny_ft_transformer(base: Path, seed: int) -> LTXVideoTransformer3DModel:
-    transformer = LTXVideoTransformer3DModel.from_pretrained(str(base), subfolder="transformer",
-                                                             local_files_only=True)
-    noise = torch.Generator("cpu").manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(transformer.named_parameters()):
-            scale = _FT_NOISE * (float(p.abs().mean()) + 0.02)
-            p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
-    return transformer

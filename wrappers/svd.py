@@ -8,7 +8,6 @@ Checkpoint: a diffusers ``StableVideoDiffusionPipeline`` folder (model_index.jso
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,9 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, write_card
+from pytest_wiw.api import CheckpointError, GenerationDefaults, GenerationRequest, SpecError, WorldModel
+
+from .diffusers_setup import load_pipeline_folder, ready_to_run, require_size_multiple, save_tiny_pipeline
 
 # SVD's micro-conditioning, as in diffusers' defaults (and the released checkpoints' examples).
 DEFAULT_FPS = 7
@@ -64,26 +65,12 @@ class StableVideoDiffusion(WorldModel):
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
-        self.settings = _parse_options(self.options)
-        g = self.generation
-        if g.height % 8 or g.width % 8:
-            raise SpecError(f"svd generates at sizes divisible by 8, got {g.height}x{g.width}: "
-                            "fix the card's or --wm-opt generation sizes")
-        if g.num_frames < MIN_FRAMES:
-            raise SpecError(f"svd needs num_frames >= {MIN_FRAMES}, got {g.num_frames}")
+        self.settings = parse_options(self.options)
+        check_generation("svd", self.generation)
         if ckpt.format != "diffusers":
             raise CheckpointError(f"{ckpt.path}: svd needs a diffusers StableVideoDiffusionPipeline folder "
                                   f"(model_index.json), got a {ckpt.format} checkpoint")
-        _check_pipeline_class(Path(ckpt.path))
-        try:
-            # diffusers 0.42 deprecates from_pretrained's ``torch_dtype`` in favour of ``dtype``.
-            pipe = StableVideoDiffusionPipeline.from_pretrained(str(ckpt.path), dtype=dtype, use_safetensors=True)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{ckpt.path}: cannot load it as a StableVideoDiffusionPipeline: "
-                                  f"{type(exc).__name__}: {exc}") from exc
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
+        self.pipe = load_pipeline(Path(ckpt.path), dtype, device)
         self.notes.append("image-only conditioning: the actions and prompts do not reach SVD")
 
     def components(self) -> dict[str, object]:
@@ -100,44 +87,55 @@ class StableVideoDiffusion(WorldModel):
         # equal item i alone. SVD's UNet already sees num_frames images per item, so batching
         # items buys little.
         with torch.inference_mode():
-            videos = [self._generate_one(image, generator) for image, generator in zip(images, generators)]
+            videos = [generate_one(self.pipe, image, generator, self.generation, self.settings)
+                      for image, generator in zip(images, generators)]
         return self.finish_video(np.concatenate(videos, axis=0))
-
-    def _generate_one(self, image, generator: torch.Generator) -> np.ndarray:
-        g = self.generation
-        s = self.settings
-        max_guidance = float(g.guidance_scale)
-        chunk = s["decode_chunk_size"] or g.num_frames
-        return self.pipe(
-            image=[image],
-            height=g.height,
-            width=g.width,
-            num_frames=g.num_frames,
-            num_inference_steps=g.steps,
-            min_guidance_scale=min(s["min_guidance_scale"], max_guidance),
-            max_guidance_scale=max_guidance,
-            fps=s["fps"],
-            motion_bucket_id=s["motion_bucket_id"],
-            noise_aug_strength=s["noise_aug_strength"],
-            decode_chunk_size=min(chunk, g.num_frames),
-            generator=[generator],
-            output_type="np",
-        ).frames
 
     # -- tiny checkpoint -------------------------------------------------------------------
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # Seeded builds, without leaving the caller's global RNG moved.
-        with torch.random.fork_rng(devices=[]):
-            pipe = _tiny_pipeline(seed)
-        pipe.save_pretrained(out_dir, safe_serialization=True)
-        write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-                   training_steps=0, generation=dict(TINY_GENERATION),
-                   description=f"Tiny random Stable Video Diffusion pipeline for pytest-wiw ({wm_type}, "
-                               f"seed {seed}); its outputs mean nothing.")
-        return out_dir
+        return save_tiny_pipeline(out_dir, _tiny_pipeline, seed, generation=TINY_GENERATION,
+                                  description=f"Tiny random Stable Video Diffusion pipeline for pytest-wiw "
+                                              f"({wm_type}, seed {seed}); its outputs mean nothing.")
+
+
+# -- what igen's action-conditioned SVD shares ----------------------------------------------------
+def check_generation(wm_name: str, generation: GenerationDefaults) -> None:
+    """SpecError unless SVD can generate at these settings: sizes divisible by 8, at least MIN_FRAMES frames."""
+    require_size_multiple(wm_name, generation, 8)
+    if generation.num_frames < MIN_FRAMES:
+        raise SpecError(f"{wm_name} needs num_frames >= {MIN_FRAMES}, got {generation.num_frames}")
+
+
+def load_pipeline(path: Path, dtype: torch.dtype, device: str) -> StableVideoDiffusionPipeline:
+    """The StableVideoDiffusionPipeline folder at ``path``, on ``device``; a CheckpointError if it is none."""
+    # diffusers 0.42 deprecates from_pretrained's ``torch_dtype`` in favour of ``dtype``.
+    pipe = load_pipeline_folder(StableVideoDiffusionPipeline, path, "svd", dtype=dtype,
+                                errors=(OSError, ValueError, KeyError, RuntimeError))
+    return ready_to_run(pipe, device)
+
+
+def generate_one(pipe, image, generator: torch.Generator, generation: GenerationDefaults,
+                 settings: dict) -> np.ndarray:
+    """One SVD pipeline call for one item: float frames (1, T, H, W, 3) in [0, 1]."""
+    g = generation
+    max_guidance = float(g.guidance_scale)
+    chunk = settings["decode_chunk_size"] or g.num_frames
+    return pipe(
+        image=[image],
+        height=g.height,
+        width=g.width,
+        num_frames=g.num_frames,
+        num_inference_steps=g.steps,
+        min_guidance_scale=min(settings["min_guidance_scale"], max_guidance),
+        max_guidance_scale=max_guidance,
+        fps=settings["fps"],
+        motion_bucket_id=settings["motion_bucket_id"],
+        noise_aug_strength=settings["noise_aug_strength"],
+        decode_chunk_size=min(chunk, g.num_frames),
+        generator=[generator],
+        output_type="np",
+    ).frames
 
 
 def _tiny_pipeline(seed: int) -> StableVideoDiffusionPipeline:
@@ -169,7 +167,8 @@ def _tiny_pipeline(seed: int) -> StableVideoDiffusionPipeline:
                                         feature_extractor=feature_extractor)
 
 
-def _parse_options(options: dict[str, str]) -> dict:
+def parse_options(options: dict[str, str]) -> dict:
+    """The SVD call settings: diffusers' defaults, with the ``--wm-opt`` values of OPTIONS parsed over them."""
     settings = {"fps": DEFAULT_FPS, "motion_bucket_id": DEFAULT_MOTION_BUCKET_ID,
                 "noise_aug_strength": DEFAULT_NOISE_AUG_STRENGTH, "min_guidance_scale": DEFAULT_MIN_GUIDANCE,
                 "decode_chunk_size": DEFAULT_DECODE_CHUNK}
@@ -183,13 +182,3 @@ def _parse_options(options: dict[str, str]) -> dict:
     if settings["decode_chunk_size"] is not None and settings["decode_chunk_size"] < 1:
         raise SpecError("svd option decode_chunk_size must be at least 1")
     return settings
-
-
-def _check_pipeline_class(path: Path) -> None:
-    index = path / "model_index.json"
-    try:
-        cls_name = json.loads(index.read_text()).get("_class_name")
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{index}: cannot read the pipeline index: {exc}") from exc
-    if cls_name != "StableVideoDiffusionPipeline":
-        raise CheckpointError(f"{index}: names pipeline {cls_name!r}; svd needs a StableVideoDiffusionPipeline")

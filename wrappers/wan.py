@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, WorldModel, write_card
+from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest, WorldModel
+
+from .diffusers_setup import ready_to_run, write_tiny_card
 
 #: Name of the peft adapter the FT LoRA is loaded as; running LoRA parameters carry it in their names.
 ADAPTER_NAME = "wiw_ft"
@@ -35,32 +37,18 @@ class WanImageToVideo(WorldModel):
     """Wan 2.1 I2V through diffusers; serves ``wan21`` and its LoRA post-train ``FTwan21``."""
 
     version = "1"
+    #: What an FT checkpoint of this wrapper is, in messages.
+    LORA_CHECKPOINT = "a LoRA .safetensors (or a folder holding one)"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         self._zero_shot_depth = 0
-        if spec.is_ft:
-            if spec.finetune != "lora":
-                raise CheckpointError(f"{spec.name}: this wrapper applies LoRA post-trains only "
-                                      f"(finetune='lora'), not finetune={spec.finetune!r}")
-            if ckpt.format != "lora":
-                raise CheckpointError(f"{ckpt.path}: {spec.name} expects a LoRA .safetensors (or a folder "
-                                      f"holding one), found a {ckpt.format!r} checkpoint")
-            if base_ckpt is None:
-                raise CheckpointError(f"{spec.name} needs its zero-shot {spec.base} pipeline: give "
-                                      "--base-ckpt-path or a base_model in the checkpoint's card")
-            pipe_ckpt = base_ckpt
-        else:
-            pipe_ckpt = ckpt
-        if pipe_ckpt.format != "diffusers":
-            raise CheckpointError(f"{pipe_ckpt.path}: expected a diffusers WanImageToVideoPipeline folder "
-                                  f"(model_index.json), found a {pipe_ckpt.format!r} checkpoint")
+        pipe_ckpt = self._pipeline_checkpoint()
         try:
             pipe = WanImageToVideoPipeline.from_pretrained(str(pipe_ckpt.path), dtype=dtype, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a WanImageToVideoPipeline: {exc}") from exc
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
+        pipe = ready_to_run(pipe, device)
         if spec.is_ft:
             # Diffusers/peft names and the DiffSynth-Studio names WIW's FTwan* LoRAs use both load;
             # a key that matches no module is an error listing it (wrappers.wan_lora).
@@ -69,6 +57,32 @@ class WanImageToVideo(WorldModel):
             self.lora = load_wan_lora(pipe, "transformer", ckpt.weight_file, ADAPTER_NAME,
                                       what="Wan 2.1 I2V transformer")
         self.pipe = pipe
+
+    # -- loading -----------------------------------------------------------------------------------
+    def _pipeline_kind(self) -> str:
+        """The pipeline folder this wrapper loads, as messages name it."""
+        return "WanImageToVideoPipeline"
+
+    def _pipeline_checkpoint(self) -> Checkpoint:
+        """The checkpoint the pipeline loads from: an FT type's base (its own must be a LoRA), else its own."""
+        spec, ckpt = self.spec, self.ckpt
+        if spec.is_ft:
+            if spec.finetune != "lora":
+                raise CheckpointError(f"{spec.name}: this wrapper applies LoRA post-trains only "
+                                      f"(finetune='lora'), not finetune={spec.finetune!r}")
+            if ckpt.format != "lora":
+                raise CheckpointError(f"{ckpt.path}: {spec.name} expects {self.LORA_CHECKPOINT}, found a "
+                                      f"{ckpt.format!r} checkpoint")
+            if self.base_ckpt is None:
+                raise CheckpointError(f"{spec.name} needs its zero-shot {spec.base} pipeline: give "
+                                      "--base-ckpt-path or a base_model in the checkpoint's card")
+            pipe_ckpt = self.base_ckpt
+        else:
+            pipe_ckpt = ckpt
+        if pipe_ckpt.format != "diffusers":
+            raise CheckpointError(f"{pipe_ckpt.path}: expected a diffusers {self._pipeline_kind()} folder "
+                                  f"(model_index.json), found a {pipe_ckpt.format!r} checkpoint")
+        return pipe_ckpt
 
     # -- generation ------------------------------------------------------------------------------
     def _sizes(self) -> tuple[int, int, int]:
@@ -139,16 +153,27 @@ class WanImageToVideo(WorldModel):
     # -- tiny checkpoints ----------------------------------------------------------------------------
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
+        """The tiny zero-shot pipeline, or (given its ``base``) the tiny FT LoRA, with its card."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
             if base is not None:
-                _make_tiny_lora(out_dir, Path(base), seed)
+                cls._write_tiny_lora(out_dir, Path(base), seed)
             elif wm_type.startswith("FT"):
                 raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
             else:
-                _make_tiny_pipeline(out_dir, seed)
+                cls._write_tiny_pipeline(out_dir, seed)
         return out_dir
+
+    @staticmethod
+    def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
+        """Write the tiny zero-shot pipeline and its card into ``out_dir`` (seeds torch's global RNG)."""
+        _make_tiny_pipeline(out_dir, seed)
+
+    @staticmethod
+    def _write_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
+        """Write the tiny FT LoRA over the pipeline at ``base``, and its card (seeds torch's global RNG)."""
+        _make_tiny_lora(out_dir, base, seed)
 
 
 def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
@@ -182,9 +207,8 @@ def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
                                    scheduler=scheduler, image_processor=image_processor,
                                    image_encoder=image_encoder, transformer=transformer)
     pipe.save_pretrained(str(out_dir), safe_serialization=True)
-    write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-               training_steps=0, generation=dict(TINY_GENERATION),
-               description="Tiny random Wan 2.1 image-to-video pipeline for pytest-wiw self-tests.")
+    write_tiny_card(out_dir, generation=TINY_GENERATION,
+                    description="Tiny random Wan 2.1 image-to-video pipeline for pytest-wiw self-tests.")
 
 
 def _make_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
@@ -199,6 +223,5 @@ def _make_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
     WanImageToVideoPipeline.save_lora_weights(
         str(out_dir), transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
         transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
-    write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"], license="apache-2.0",
-               training_steps=0, generation=dict(TINY_GENERATION),
-               description="Tiny random LoRA over the tiny Wan 2.1 pipeline, for pytest-wiw self-tests.")
+    write_tiny_card(out_dir, base=base, generation=TINY_GENERATION,
+                    description="Tiny random LoRA over the tiny Wan 2.1 pipeline, for pytest-wiw self-tests.")

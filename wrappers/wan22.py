@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
-from pytest_wiw.api import Checkpoint, CheckpointError, WorldModel, write_card
+from pytest_wiw.api import CheckpointError, WorldModel
 
+from .diffusers_setup import ready_to_run, write_tiny_card
 from .wan import ADAPTER_NAME, WanImageToVideo
 from .wan_lora import AdapterSwitch, LoadedLora, load_wan_lora, save_random_lora
 
@@ -44,6 +45,7 @@ class Wan22Base(WanImageToVideo):
     ARCH = "Wan 2.2"
     #: Pipeline config values passed to from_pretrained (the architecture needs them whatever the folder says).
     PIPELINE_CONFIG: dict = {}
+    LORA_CHECKPOINT = "a LoRA .safetensors (or a folder holding it)"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         # WanImageToVideo.__init__ loads a Wan 2.1 pipeline with diffusers' file-based LoRA loader; this
@@ -57,9 +59,7 @@ class Wan22Base(WanImageToVideo):
             raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a {self.ARCH} WanImageToVideoPipeline: "
                                   f"{exc}") from exc
         self._check_architecture(pipe, pipe_ckpt.path)
-        pipe.to(device)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe
+        self.pipe = ready_to_run(pipe, device)
         self.loras: list[LoadedLora] = []
         if spec.is_ft:
             for component, file in self._lora_routes():
@@ -71,25 +71,8 @@ class Wan22Base(WanImageToVideo):
         self._switch = AdapterSwitch([getattr(pipe, c) for c in dict.fromkeys(l.component for l in self.loras)])
 
     # -- loading -----------------------------------------------------------------------------------
-    def _pipeline_checkpoint(self) -> Checkpoint:
-        spec, ckpt = self.spec, self.ckpt
-        if spec.is_ft:
-            if spec.finetune != "lora":
-                raise CheckpointError(f"{spec.name}: this wrapper applies LoRA post-trains only "
-                                      f"(finetune='lora'), not finetune={spec.finetune!r}")
-            if ckpt.format != "lora":
-                raise CheckpointError(f"{ckpt.path}: {spec.name} expects a LoRA .safetensors (or a folder "
-                                      f"holding it), found a {ckpt.format!r} checkpoint")
-            if self.base_ckpt is None:
-                raise CheckpointError(f"{spec.name} needs its zero-shot {spec.base} pipeline: give "
-                                      "--base-ckpt-path or a base_model in the checkpoint's card")
-            pipe_ckpt = self.base_ckpt
-        else:
-            pipe_ckpt = ckpt
-        if pipe_ckpt.format != "diffusers":
-            raise CheckpointError(f"{pipe_ckpt.path}: expected a diffusers {self.ARCH} WanImageToVideoPipeline "
-                                  f"folder (model_index.json), found a {pipe_ckpt.format!r} checkpoint")
-        return pipe_ckpt
+    def _pipeline_kind(self) -> str:
+        return f"{self.ARCH} WanImageToVideoPipeline"
 
     def _check_architecture(self, pipe, path: Path) -> None:
         raise NotImplementedError
@@ -144,25 +127,18 @@ class Wan22TI2V(Wan22Base):
                                   f"{len(self.ckpt.files)}: {', '.join(f.name for f in self.ckpt.files)}")
         return [("transformer", self.ckpt.weight_file)]
 
-    # -- tiny checkpoints ------------------------------------------------------------------------------
-    @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
-            if base is not None:
-                pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-                save_random_lora(WanImageToVideoPipeline, pipe.transformer, out_dir,
-                                 "pytorch_lora_weights.safetensors", seed, b_gain=TINY_LORA_B_GAIN)
-                write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"],
-                           license="apache-2.0", training_steps=0, generation=dict(TINY_GENERATION),
-                           description="Tiny random LoRA over the tiny Wan 2.2 TI2V pipeline, for pytest-wiw "
-                                       "self-tests.")
-            elif wm_type.startswith("FT"):
-                raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
-            else:
-                _make_tiny_pipeline(out_dir, seed)
-        return out_dir
+    # -- tiny checkpoints (make_tiny: WanImageToVideo's) -------------------------------------------------
+    @staticmethod
+    def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
+        _make_tiny_pipeline(out_dir, seed)
+
+    @staticmethod
+    def _write_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
+        pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+        save_random_lora(WanImageToVideoPipeline, pipe.transformer, out_dir,
+                         "pytorch_lora_weights.safetensors", seed, b_gain=TINY_LORA_B_GAIN)
+        write_tiny_card(out_dir, base=base, generation=TINY_GENERATION,
+                        description="Tiny random LoRA over the tiny Wan 2.2 TI2V pipeline, for pytest-wiw self-tests.")
 
 
 def tiny_wan22_vae(seed: int) -> AutoencoderKLWan:
@@ -193,6 +169,5 @@ def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
     pipe = WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
                                    scheduler=scheduler, transformer=transformer, expand_timesteps=True)
     pipe.save_pretrained(str(out_dir), safe_serialization=True)
-    write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-               training_steps=0, generation=dict(TINY_GENERATION),
-               description="Tiny random Wan 2.2 TI2V-5B-style image-to-video pipeline for pytest-wiw self-tests.")
+    write_tiny_card(out_dir, generation=TINY_GENERATION,
+                    description="Tiny random Wan 2.2 TI2V-5B-style image-to-video pipeline for pytest-wiw self-tests.")

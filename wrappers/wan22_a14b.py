@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
 
-from pytest_wiw.api import CheckpointError, write_card
+from pytest_wiw.api import CheckpointError
 
+from .diffusers_setup import write_tiny_card
 from .wan22 import Wan22Base
 from .wan_lora import save_random_lora
 
@@ -83,26 +84,20 @@ class Wan22A14B(Wan22Base):
                        f"({'low' if component == 'transformer_2' else 'high'}-noise expert)")
         return routes
 
-    # -- tiny checkpoints ------------------------------------------------------------------------------
-    @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
-            if base is not None:
-                pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-                for i, (component, name) in enumerate(TINY_LORA_FILES.items()):
-                    save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name,
-                                     seed * 1000 + i, b_gain=TINY_LORA_B_GAIN)
-                write_card(out_dir, base_model=str(base), datasets=["none (random tiny weights)"],
-                           license="apache-2.0", training_steps=0, generation=dict(TINY_GENERATION),
-                           description="Tiny random LoRAs (high- and low-noise expert) over the tiny Wan 2.2 "
-                                       "A14B I2V pipeline, for pytest-wiw self-tests.")
-            elif wm_type.startswith("FT"):
-                raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
-            else:
-                _make_tiny_pipeline(out_dir, seed)
-        return out_dir
+    # -- tiny checkpoints (make_tiny: WanImageToVideo's) -------------------------------------------------
+    @staticmethod
+    def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
+        _make_tiny_pipeline(out_dir, seed)
+
+    @staticmethod
+    def _write_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
+        pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+        for i, (component, name) in enumerate(TINY_LORA_FILES.items()):
+            save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name,
+                             seed * 1000 + i, b_gain=TINY_LORA_B_GAIN)
+        write_tiny_card(out_dir, base=base, generation=TINY_GENERATION,
+                        description="Tiny random LoRAs (high- and low-noise expert) over the tiny Wan 2.2 "
+                                    "A14B I2V pipeline, for pytest-wiw self-tests.")
 
 
 def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
@@ -130,7 +125,6 @@ def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
                                    scheduler=scheduler, transformer=experts[0], transformer_2=experts[1],
                                    boundary_ratio=TINY_BOUNDARY_RATIO)
     pipe.save_pretrained(str(out_dir), safe_serialization=True)
-    write_card(out_dir, base_model=None, datasets=["none (random tiny weights)"], license="apache-2.0",
-               training_steps=0, generation=dict(TINY_GENERATION),
-               description="Tiny random Wan 2.2 A14B-style (two-expert) image-to-video pipeline for pytest-wiw "
-                           "self-tests.")
+    write_tiny_card(out_dir, generation=TINY_GENERATION,
+                    description="Tiny random Wan 2.2 A14B-style (two-expert) image-to-video pipeline for pytest-wiw "
+                                "self-tests.")

@@ -148,4 +148,5 @@ def legacy_ready(wm_type: str, pid: int, generation: dict) -> dict:
     return {"type": "ready", "legacy": True, "wm_type": wm_type, "pid": pid, "load_seconds": None,
             "memory": {"host_peak": None, "gpu_peak": None}, "fingerprints": {}, "fingerprint_keys": [],
             "unmapped_keys": [], "tensor_count": 0, "ckpt": None, "base_ckpt": None, "generation": generation,
+            "tasks": None,
             "environment": {}, "notes": ["legacy WIW worker: weights and load are not visible to the suite"]}

@@ -72,6 +72,7 @@ class Worker:
             "tensor_count": len(index), "ckpt": ckpt.describe(),
             "base_ckpt": base_ckpt.describe() if base_ckpt else None,
             "generation": generation.to_dict(), "environment": env, "notes": list(self.model.notes),
+            "tasks": list(self.model.tasks),
         }
 
     # -- serving -----------------------------------------------------------------------------

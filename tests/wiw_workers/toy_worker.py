@@ -25,8 +25,9 @@ def generate(payload, args):
             rng = np.random.default_rng()  # as WIW's wrappers do: noise with no seed at all
         else:
             rng = np.random.default_rng(payload["b_seed"][i])
-        step = max(1, image.shape[1] // args.size)
-        small = image[:, ::step, ::step][:, : args.size, : args.size].astype(np.float32)
+        rows = np.linspace(0, image.shape[1] - 1, args.size).round().astype(int)
+        cols = np.linspace(0, image.shape[2] - 1, args.size).round().astype(int)
+        small = image[:, rows][:, :, cols].astype(np.float32)  # nearest-neighbour resize to size x size
         frames = []
         for t in range(args.frames):
             shift = np.roll(small, shift=t * (1 + len(payload["b_action"][i])), axis=2)
