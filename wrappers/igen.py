@@ -368,12 +368,12 @@ class ActionConditionedSVD(ComponentSwapModel):
 
     # -- requests ----------------------------------------------------------------------------------
     def validate_request(self, request: GenerationRequest) -> None:
-        super().validate_request(request)
-        if request.task_type != self.task:
+        if request.task_type != self.task:  # before the generic check: this message says which checkpoint fits
             raise RequestError("task_type", f"this {self.spec.name} checkpoint's UNet takes {self.action_channels}-"
                                             f"wide {self.task} actions (action_input_channel), not "
                                             f"{request.task_type}; a {request.task_type} checkpoint has "
                                             f"action_input_channel {TASK_CHANNELS[request.task_type]}")
+        super().validate_request(request)
 
     def actions_tensor(self, request: GenerationRequest) -> torch.Tensor:
         """The request's actions as float (B, num_frames, action_input_channel), in the model's dtype."""
