@@ -2,10 +2,9 @@
 
 import pytest
 
-from pytest_wiw.assertions import fail, require
+from pytest_wiw.assertions import checkpoint_of, fail
 from pytest_wiw.card import card_problems
 from pytest_wiw.checkpoint import CARD_NAME
-from pytest_wiw.errors import CheckpointError
 
 
 @pytest.mark.wm_check("checkpoint card", ft_only=True)
@@ -13,10 +12,7 @@ def test_checkpoint_card(wm, wiw_record):
     """A README.md beside the post-trained checkpoint with datasets, training_steps and license."""
     if wm.legacy_command:
         pytest.skip(f"{wm.spec.name} runs a WIW worker script (--wm-worker-cmd): its checkpoint is inside the command")
-    try:
-        ckpt = require(wm.checkpoint, "the checkpoint card")
-    except CheckpointError as exc:
-        fail(f"checkpoint unreadable: {exc}")
+    ckpt = checkpoint_of(wm, "the checkpoint card")
     card_path = ckpt.root / CARD_NAME
     if not card_path.is_file():
         fail(f"no model card: {card_path} does not exist. Write one with YAML front matter naming datasets, "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_wiw.assertions import fail, frames_of, record, require
+from pytest_wiw.assertions import checkpoint_of, fail, frames_of, record, require
 from pytest_wiw.errors import CheckpointError
 from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
 
@@ -26,8 +26,8 @@ def _listing(items):
 def test_checkpoint_readable(wm, wiw_record):
     """Files exist, safetensors headers parse and fit their files, no pickles; sha256 recorded."""
     skip_if_legacy(wm)
+    ckpt = checkpoint_of(wm, "the checkpoint")
     try:
-        ckpt = require(wm.checkpoint, "the checkpoint")
         index = ckpt.tensor_index()
     except CheckpointError as exc:
         fail(f"checkpoint unreadable: {exc}")
@@ -59,10 +59,7 @@ def test_checkpoint_applied(wm, wiw_record):
     """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding)."""
     skip_if_legacy(wm)
     ready = require(wm.ready, "the running weights")
-    try:
-        ckpt = wm.checkpoint()
-    except CheckpointError as exc:
-        fail(f"checkpoint unreadable: {exc}")
+    ckpt = checkpoint_of(wm, "the running weights")
     keys = ready["fingerprint_keys"]
     running = {k: Fingerprint.from_dict(v) for k, v in ready["fingerprints"].items()}
     missing = [k for k in keys if k not in running]

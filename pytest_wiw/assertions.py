@@ -25,6 +25,16 @@ def require(fn: Callable[[], object], what: str):
         fail(f"cannot check {what}: {exc}")
 
 
+def checkpoint_of(wm: WMSubject, what: str):
+    """The checkpoint under test, opened; an unreadable one fails the check naming the file and cause."""
+    from .errors import CheckpointError
+
+    try:
+        return require(wm.checkpoint, what)
+    except CheckpointError as exc:
+        fail(f"checkpoint unreadable: {exc}")
+
+
 def frames_of(gen: Generation | None, what: str) -> np.ndarray:
     if gen is None:
         fail(f"cannot check {what}: the generation was not run")

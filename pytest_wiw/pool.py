@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import WMSpec
+from .registry import GenerationDefaults, WMSpec
 from .request import GenerationRequest
 from .worker.client import WorkerError, WorkerProcess
 
@@ -187,10 +187,9 @@ class WorkerPool:
                 handle.process.close()
 
 
-def legacy_generation(spec: WMSpec, options: dict) -> "GenerationDefaults":
+def legacy_generation(spec: WMSpec, options: dict) -> GenerationDefaults:
     """What a legacy worker is expected to produce: the spec's defaults or, for a type registered
     without any, the sizes given with --wm-opt."""
-    from .registry import GenerationDefaults
     from .worker.server import effective_generation
 
     if spec.defaults is not None:

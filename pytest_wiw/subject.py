@@ -12,6 +12,7 @@ which runs once per wm_type, in this order, and is kept in the session result st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from .pool import RequestRejected, WorkerHandle, WorkerPool
 from .registry import WMSpec
 from .request import GenerationRequest
 from .worker.client import WorkerError
+
+if TYPE_CHECKING:
+    from .baseline_cache import BaselineCache
 
 REFERENCE_ACTIONS = {
     "navigation": [4, 1, 1, 2, 1, 3, 1],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 
 # Words of WIW's prompt templates plus a few more; anything else maps to [UNK].
 VOCAB_WORDS = (
