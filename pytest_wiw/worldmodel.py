@@ -143,6 +143,21 @@ class WorldModel(ABC):
         arr = (x.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
         return [Image.fromarray(a) for a in arr]
 
+    def generate_item_by_item(self, request: GenerationRequest, height: int, width: int, call) -> np.ndarray:
+        """Run ``call(image, prompt, generator)`` once per batch item, each with the item's own generator,
+        and finish the stacked frames. Item by item, a batch equals its items run alone bitwise.
+
+        ``call`` returns that item's frames as the pipeline gives them with ``output_type="np"``:
+        (1, T, H, W, 3) or (T, H, W, 3), floats in [0, 1].
+        """
+        images = self.images_as_pil(request, height, width)
+        videos = []
+        with self._no_grad():
+            for image, prompt, generator in zip(images, request.prompts(), self.generators(request)):
+                frames = np.asarray(call(image, prompt, generator))
+                videos.append(frames[0] if frames.ndim == 5 else frames)
+        return self.finish_video(np.stack(videos))
+
     def finish_video(self, frames) -> np.ndarray:
         """Pipeline output -> uint8 (B, T, 3, out_height, out_width), the WIW way.
 

@@ -123,25 +123,10 @@ class Cosmos2VideoToWorld(ComponentSwapModel):
         run alone bitwise.
         """
         g = self.generation
-        prompts = request.prompts()
-        images = self.images_as_pil(request, g.height, g.width)
-        generators = self.generators(request)
-        videos = []
-        with self._no_grad():
-            for image, prompt, generator in zip(images, prompts, generators):
-                frames = self.pipe(
-                    image=image,
-                    prompt=prompt,
-                    height=g.height,
-                    width=g.width,
-                    num_frames=g.num_frames,
-                    num_inference_steps=g.steps,
-                    guidance_scale=g.guidance_scale,
-                    generator=generator,
-                    output_type="np",
-                ).frames
-                videos.append(np.asarray(frames)[0])
-        return self.finish_video(np.stack(videos))
+        return self.generate_item_by_item(request, g.height, g.width, lambda image, prompt, generator: self.pipe(
+            image=image, prompt=prompt, height=g.height, width=g.width, num_frames=g.num_frames,
+            num_inference_steps=g.steps, guidance_scale=g.guidance_scale, generator=generator,
+            output_type="np").frames)
 
     # -- weights -------------------------------------------------------------------------------
     def components(self) -> dict[str, object]:

@@ -97,26 +97,10 @@ class Cosmos25Predict(WorldModel):
     def generate(self, request: GenerationRequest) -> np.ndarray:
         """One pipeline call per batch item, each with its own generator (a batch equals its items bitwise)."""
         g = self.generation
-        images = self.images_as_pil(request, g.height, g.width)
-        prompts = request.prompts()
-        generators = self.generators(request)
-        videos = []
-        with self._no_grad():
-            for image, prompt, generator in zip(images, prompts, generators):
-                frames = self.pipe(
-                    video=self._conditioning_clip(image),
-                    num_latent_conditional_frames=1,
-                    prompt=prompt,
-                    height=g.height,
-                    width=g.width,
-                    num_frames=g.num_frames,
-                    num_inference_steps=g.steps,
-                    guidance_scale=g.guidance_scale,
-                    generator=generator,
-                    output_type="np",
-                ).frames
-                videos.append(np.asarray(frames)[0])
-        return self.finish_video(np.stack(videos))
+        return self.generate_item_by_item(request, g.height, g.width, lambda image, prompt, generator: self.pipe(
+            video=self._conditioning_clip(image), num_latent_conditional_frames=1, prompt=prompt,
+            height=g.height, width=g.width, num_frames=g.num_frames, num_inference_steps=g.steps,
+            guidance_scale=g.guidance_scale, generator=generator, output_type="np").frames)
 
     def _conditioning_clip(self, image) -> torch.Tensor:
         """The start image as a one-frame clip (1, 3, 1, H, W) in [-1, 1], without torchvision.

@@ -95,29 +95,18 @@ class HunyuanImageToVideo(WorldModel):
     def generate(self, request: GenerationRequest) -> np.ndarray:
         """One pipeline call per batch item, each with its own generator (a batch equals its items bitwise)."""
         g = self.generation
-        images = self.images_as_pil(request, g.height, g.width)
-        prompts = request.prompts()
-        generators = self.generators(request)
-        videos = []
-        with self._no_grad():
-            for image, prompt, generator in zip(images, prompts, generators):
-                frames = np.asarray(self.pipe(
-                    image=image,
-                    prompt=prompt,
-                    height=g.height,
-                    width=g.width,
-                    num_frames=g.num_frames,
-                    num_inference_steps=g.steps,
-                    guidance_scale=g.guidance_scale,
-                    generator=generator,
-                    prompt_template=self.prompt_template,
-                    output_type="np",
-                ).frames)
-                if frames.ndim != 5 or frames.shape[1] == 0:  # never hand on an empty video
-                    raise RuntimeError(f"HunyuanVideo-I2V returned frames of shape {frames.shape} for "
-                                       f"num_frames={g.num_frames}")
-                videos.append(frames[0])
-        return self.finish_video(np.stack(videos))
+
+        def one_item(image, prompt, generator):
+            frames = np.asarray(self.pipe(
+                image=image, prompt=prompt, height=g.height, width=g.width, num_frames=g.num_frames,
+                num_inference_steps=g.steps, guidance_scale=g.guidance_scale, generator=generator,
+                prompt_template=self.prompt_template, output_type="np").frames)
+            if frames.ndim != 5 or frames.shape[1] == 0:  # never hand on an empty video
+                raise RuntimeError(f"HunyuanVideo-I2V returned frames of shape {frames.shape} for "
+                                   f"num_frames={g.num_frames}")
+            return frames
+
+        return self.generate_item_by_item(request, g.height, g.width, one_item)
 
     # -- tiny checkpoint -------------------------------------------------------------------
     @classmethod

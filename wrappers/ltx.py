@@ -139,25 +139,10 @@ class LTXImageToVideo(ComponentSwapModel):
         """
         g = self.generation
         height, width, num_frames = self._sizes()
-        prompts = request.prompts()
-        images = self.images_as_pil(request, height, width)
-        generators = self.generators(request)
-        videos = []
-        with self._no_grad():
-            for image, prompt, generator in zip(images, prompts, generators):
-                frames = self.pipe(
-                    image=image,
-                    prompt=prompt,
-                    height=height,
-                    width=width,
-                    num_frames=num_frames,
-                    num_inference_steps=g.steps,
-                    guidance_scale=g.guidance_scale,
-                    generator=generator,
-                    output_type="np",
-                ).frames
-                videos.append(np.asarray(frames)[0])  # (T, H, W, 3) float in [0, 1]
-        return self.finish_video(np.stack(videos))
+        return self.generate_item_by_item(request, height, width, lambda image, prompt, generator: self.pipe(
+            image=image, prompt=prompt, height=height, width=width, num_frames=num_frames,
+            num_inference_steps=g.steps, guidance_scale=g.guidance_scale, generator=generator,
+            output_type="np").frames)
 
     # -- weights -------------------------------------------------------------------------------
     def components(self) -> dict[str, object]:
