@@ -19,7 +19,7 @@ _TEST_ID = re.compile(r"::(?P<test>test_\w+)\[(?P<wm>[^\]]+)\]")
 # Figures lifted from the checks' recorded metrics into the report's "figures" block.
 FIGURE_KEYS = ("load_seconds", "seconds_per_generation", "load_host_peak_bytes", "load_gpu_peak_bytes",
                "baseline_diff_mean_abs", "baseline_diff_max_abs", "baseline_diff_psnr_db", "determinism_max_abs",
-               "batch_diff_max_abs", "seed_diff_mean_abs")
+               "batch_diff_max_abs", "seed_diff_mean_abs", "peak_host_bytes", "peak_gpu_bytes")
 
 
 class ReportCollector:
