@@ -25,20 +25,20 @@ GIB = 1024 ** 3
 
 # One pipeline load in a fresh process; prints seconds. argv: folder, mode ("to" or "device_map").
 LOAD_SCRIPT = r"""
-import json, sys, time, torch
-from diffusers import DiffusionPipeline
+import json, sys, time, torch, diffusers
 folder, mode = sys.argv[1], sys.argv[2]
 torch.zeros(1, device="cuda"); torch.cuda.synchronize()   # CUDA context outside the timing
 index = json.load(open(folder + "/model_index.json"))
+pipeline_cls = getattr(diffusers, index["_class_name"])   # the class itself: DiffusionPipeline drops safety_checker
 extra = {}
 if "safety_checker" in index:   # Cosmos: no cosmos_guardrail here (see wrappers.cosmos)
     from wrappers.cosmos import NoOpSafetyChecker
     extra["safety_checker"] = NoOpSafetyChecker()
 t0 = time.perf_counter()
 if mode == "device_map":
-    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda", **extra)
+    pipe = pipeline_cls.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda", **extra)
 else:
-    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.bfloat16, **extra).to("cuda")
+    pipe = pipeline_cls.from_pretrained(folder, dtype=torch.bfloat16, **extra).to("cuda")
 torch.cuda.synchronize()
 print(json.dumps({"seconds": time.perf_counter() - t0, "gpu_allocated": torch.cuda.memory_allocated()}))
 """
