@@ -8,6 +8,18 @@ from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
 
 # How many offending tensor names a message lists before it says "and N more".
 LIST_AT_MOST = 5
+# The worker's weight audit (pytest_wiw.worker.weights_audit), kind -> what it means for the user.
+AUDIT_FINDINGS = {
+    "misshapen": "tensors whose shape differs from the model's (a checkpoint of another size or variant)",
+    "wrong_dtype": "tensors stored as integers where the model holds floats, or the reverse (copied, not "
+                   "converted: the weights are garbage)",
+    "nonfinite": "tensors holding NaN or Inf (a diverged training run, or a corrupt save)",
+    "missing": "parameters no checkpoint tensor fills (missing keys: they keep their random initialisation)",
+}
+
+
+def ckpt_name(ready: dict) -> str:
+    return str((ready.get("ckpt") or {}).get("path") or "the checkpoint")
 
 
 def skip_if_legacy(wm):
@@ -39,7 +51,8 @@ def test_checkpoint_readable(wm, wiw_record):
 
 @pytest.mark.wm_check("checkpoint loads")
 def test_checkpoint_loads(wm, wiw_record):
-    """The worker reaches ready, and every checkpoint tensor lands in the running model."""
+    """The worker reaches ready; every checkpoint tensor lands in the running model with its shape and kind
+    of dtype and finite values; no parameter of a component it loads is left unfilled."""
     ready = require(wm.ready, "loading")
     if wm.legacy_command:  # a WIW script says nothing of its load: it has loaded when it answers
         frames_of(require(wm.floor, "loading").g1, "loading (the legacy worker's first answer)")
@@ -52,6 +65,11 @@ def test_checkpoint_loads(wm, wiw_record):
     if unmapped:
         fail(f"{len(unmapped)} of {ready['tensor_count']} checkpoint tensors have no counterpart in the running "
              f"model (a checkpoint for another architecture, or keys the wrapper does not map):" + _listing(unmapped))
+    audit = ready.get("weight_audit") or {}
+    problems = [(AUDIT_FINDINGS[kind], audit[kind]) for kind in AUDIT_FINDINGS if audit.get(kind)]
+    if problems:
+        fail(f"{ckpt_name(ready)} loaded, but its weights are not what the model runs:\n"
+             + "\n".join(f"{what}:" + _listing(items) for what, items in problems))
 
 
 @pytest.mark.wm_check("checkpoint applied")

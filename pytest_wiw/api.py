@@ -5,10 +5,11 @@ from .errors import CheckpointError, RequestError, SpecError
 from .fingerprint import Fingerprint, fingerprint_tensor
 from .registry import GenerationDefaults, Tolerances, WMSpec, register_wm
 from .request import GenerationRequest
-from .worldmodel import WorldModel, frame_indices, lookup_tensor
+from .worldmodel import WorldModel, frame_indices, lookup_tensor, saved_state_dict
 
 __all__ = [
     "Checkpoint", "CheckpointError", "Fingerprint", "GenerationDefaults", "GenerationRequest",
     "RequestError", "SpecError", "Tolerances", "WMSpec", "WorldModel", "card_generation",
-    "fingerprint_tensor", "frame_indices", "lookup_tensor", "open_checkpoint", "read_card", "register_wm", "write_card",
+    "fingerprint_tensor", "frame_indices", "lookup_tensor", "open_checkpoint", "read_card", "register_wm",
+    "saved_state_dict", "write_card",
 ]

@@ -220,3 +220,15 @@ def lookup_tensor(module, name: str):
         return module.get_buffer(name)
     except AttributeError:
         return None
+
+
+def saved_state_dict(model) -> dict:
+    """The state dict under the names ``save_pretrained`` writes: transformers 5 saves some models under
+    legacy names (Qwen2.5-VL's ``model.layers.0...`` runs as ``model.language_model.layers.0...``)."""
+    state = model.state_dict(keep_vars=True)
+    try:
+        from transformers import PreTrainedModel
+        from transformers.core_model_loading import revert_weight_conversion
+    except ImportError:
+        return state
+    return revert_weight_conversion(model, state) if isinstance(model, PreTrainedModel) else state

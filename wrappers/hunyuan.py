@@ -32,7 +32,7 @@ from diffusers import (
 )
 from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import DEFAULT_PROMPT_TEMPLATE
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, lookup_tensor
+from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, lookup_tensor, saved_state_dict
 
 from .diffusers_setup import (
     load_pipeline_folder,
@@ -136,19 +136,8 @@ def running_tensor_by_saved_name(modules: dict, key: str, cache: dict) -> torch.
     if tensor is not None:
         return tensor
     if component not in cache:
-        cache[component] = _saved_state_dict(module)
+        cache[component] = saved_state_dict(module)
     return cache[component].get(name)
-
-
-def _saved_state_dict(module) -> dict:
-    try:
-        from transformers import PreTrainedModel
-        from transformers.core_model_loading import revert_weight_conversion
-    except ImportError:  # another transformers layout: only the module's own names then
-        return {}
-    if not isinstance(module, PreTrainedModel):
-        return {}
-    return revert_weight_conversion(module, module.state_dict())
 
 
 # -- frame accounting ---------------------------------------------------------------------------
