@@ -14,16 +14,22 @@ WORDS = ("pick up the red cup", "open the drawer", "push the blue block", "move 
 
 
 @st.composite
-def valid_requests(draw, wm_type: str, tasks, max_batch: int):
-    """A valid request: batch size, start images of any size, action sequences or instructions, seeds."""
+def valid_requests(draw, wm_type: str, tasks, max_batch: int, max_image_side: int = 96, max_actions: int = 13):
+    """A valid request within the spec's limits: batch size, start images of any size (multiples of 8 up to
+    96 pixels), action sequences or instructions, seeds."""
     batch = draw(st.integers(1, max_batch))
-    height = draw(st.integers(2, 12)) * 8
-    width = draw(st.integers(2, 12)) * 8
+    side_steps = max(1, min(12, max_image_side // 8))
+    height = draw(st.integers(min(2, side_steps), side_steps)) * 8
+    width = draw(st.integers(min(2, side_steps), side_steps)) * 8
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     images = rng.integers(0, 256, size=(batch, 3, height, width), dtype=np.uint8)
     task = draw(st.sampled_from(tasks))
     if task == "navigation":
-        actions = [[4] + draw(st.lists(st.integers(0, 4), min_size=1, max_size=12)) for _ in range(batch)]
+        # WIW rows open with the stop id 4; a limit of one id leaves room for a single motion only.
+        opening = [4] if max_actions >= 2 else []
+        moves = st.lists(st.integers(0, 4) if opening else st.integers(1, 3), min_size=1,
+                         max_size=max(1, min(12, max_actions - len(opening))))
+        actions = [opening + draw(moves) for _ in range(batch)]
     else:
         actions = [" and ".join(draw(st.lists(st.sampled_from(WORDS), min_size=1, max_size=3))) for _ in range(batch)]
     seed = draw(st.one_of(st.integers(0, 2**31), st.lists(st.integers(0, 2**31), min_size=batch, max_size=batch)))
@@ -43,7 +49,8 @@ def test_property_contract_holds(wm, wiw_session, wiw_record):
 
     @settings(max_examples=budget, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
-    @given(request=valid_requests(wm.spec.name, wm.tasks(), wm.max_batch))
+    @given(request=valid_requests(wm.spec.name, wm.tasks(), wm.max_batch, wm.spec.max_image_side,
+                                  wm.spec.max_actions))
     def contract_holds(request):
         examples.append(request)
         try:

@@ -8,11 +8,12 @@ from pytest_wiw.pool import RequestRejected
 from pytest_wiw.worker.client import WorkerError
 
 
-def bad_requests(header: dict, images: np.ndarray, wm_type: str):
+def bad_requests(header: dict, images: np.ndarray, spec):
     """(what, field the error must name, header, arrays) for each invalid request, built from R."""
     def variant(**changes):
         return {**header, **changes}
 
+    wm_type = spec.name
     nav = header["task_type"] == "navigation"
     yield "float images", "images", header, {"images": images.astype(np.float32)}
     yield "an empty batch", "images", header, {"images": images[:0]}
@@ -22,18 +23,24 @@ def bad_requests(header: dict, images: np.ndarray, wm_type: str):
     yield "actions for two items with one image", "actions", \
         variant(actions=header["actions"] * 2), {"images": images}
     yield "a negative seed", "seed", variant(seed=-1), {"images": images}
+    yield "an image beyond the model's size limit", "images", header, \
+        {"images": np.zeros((1, 3, spec.max_image_side + 8, 8), dtype=np.uint8)}
+    if nav:
+        yield "more actions than the model's limit", "actions[0]", \
+            variant(actions=[[4] + [1] * spec.max_actions]), {"images": images}
     yield "another model's name", "request_model_name", \
         variant(request_model_name=f"{wm_type}-other"), {"images": images}
 
 
 @pytest.mark.wm_check("bad request rejected")
 def test_bad_request_rejected(wm):
-    """Wrong dtype or shape, empty batch, unknown action, name mismatch -> an error naming the field."""
+    """Wrong dtype or shape, empty batch, unknown action, sizes beyond the spec's limits, name mismatch ->
+    an error naming the field."""
     handle = wm.worker()
     header, arrays = require(wm.reference_request, "bad requests").to_wire()
     before = require(handle.stats, "bad requests")["generations"]
     problems = []
-    for what, field, bad_header, bad_arrays in bad_requests(header, arrays["images"], wm.spec.name):
+    for what, field, bad_header, bad_arrays in bad_requests(header, arrays["images"], wm.spec):
         try:
             handle.generate_raw(bad_header, bad_arrays)
         except RequestRejected as exc:

@@ -89,6 +89,11 @@ class WMSpec:
     unavailable: str | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
     max_batch: int = 2
+    #: Longest side, in pixels, of a start image the model accepts (it is resized to the generation size;
+    #: larger ones are refused before generating, with the field named).
+    max_image_side: int = 4096
+    #: Longest navigation action sequence (ids) one request item may carry.
+    max_actions: int = 64
     notes: str = ""
     #: The file whose register_wm call made this entry (for --wm-changed).
     registered_in: str | None = field(default=None, compare=False)
@@ -160,6 +165,8 @@ def register_wm(
     unavailable: str | None = None,
     tolerances: Tolerances | None = None,
     max_batch: int = 2,
+    max_image_side: int = 4096,
+    max_actions: int = 64,
     notes: str = "",
 ) -> WMSpec:
     """Register a wm_type. Call it from the module your ``pytest_wiw.wms`` entry point names.
@@ -179,7 +186,8 @@ def register_wm(
         name=name, wrapper=wrapper, category=category, base=base, finetune=finetune,
         tasks=tuple(tasks), defaults=defaults, env=env,
         expected_failures=dict(expected_failures or {}), unavailable=unavailable,
-        tolerances=tolerances or Tolerances(), max_batch=max_batch, notes=notes,
+        tolerances=tolerances or Tolerances(), max_batch=max_batch, max_image_side=max_image_side,
+        max_actions=max_actions, notes=notes,
         registered_in=_caller_file(),
     )
     _check_spec(spec)
@@ -230,6 +238,10 @@ def _check_spec(spec: WMSpec) -> None:
         raise SpecError(f"{where}: expected_failures names unknown checks {unknown}; checks: {', '.join(CHECK_NAMES)}")
     if spec.max_batch < 1:
         raise SpecError(f"{where}: max_batch must be at least 1")
+    if spec.max_image_side < 8:
+        raise SpecError(f"{where}: max_image_side must be at least 8 (pixels)")
+    if spec.max_actions < 1:
+        raise SpecError(f"{where}: max_actions must be at least 1")
 
 
 def load_registry() -> dict[str, WMSpec]:

@@ -104,6 +104,15 @@ class WorldModel(ABC):
                                f"not {request.task_type}")
         if request.batch_size > self.spec.max_batch:
             raise RequestError("images", f"batch of {request.batch_size} exceeds max_batch {self.spec.max_batch}")
+        height, width = request.images.shape[2:]
+        if max(height, width) > self.spec.max_image_side:
+            raise RequestError("images", f"start image of {height}x{width} exceeds {self.spec.name}'s limit of "
+                               f"{self.spec.max_image_side} pixels a side (max_image_side)")
+        if request.task_type == "navigation":
+            for i, ids in enumerate(request.actions):
+                if len(ids) > self.spec.max_actions:
+                    raise RequestError(f"actions[{i}]", f"{len(ids)} action ids exceed {self.spec.name}'s limit "
+                                       f"of {self.spec.max_actions} (max_actions)")
 
     # -- fingerprints ------------------------------------------------------------------------
     def weight_fingerprints(self) -> dict[str, Fingerprint]:

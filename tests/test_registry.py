@@ -218,6 +218,19 @@ def test_max_batch_below_one_is_refused(clean_registry):
         _register("batch", max_batch=0)
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [("max_image_side", 4, "max_image_side must be at least 8"),
+                                                        ("max_actions", 0, "max_actions must be at least 1")])
+def test_request_limits_below_their_minimum_are_refused(clean_registry, field, value, message):
+    with pytest.raises(SpecError, match=message):
+        _register("limits", **{field: value})
+
+
+def test_request_limits_travel_to_the_worker(clean_registry):
+    spec = _register("limits", max_image_side=512, max_actions=9)
+    again = WMSpec.from_dict(spec.to_dict())
+    assert (again.max_image_side, again.max_actions) == (512, 9)
+
+
 def test_same_name_with_different_settings_is_refused_and_first_kept(clean_registry):
     first = _register("clash", wrapper="wrappers.a:One")
     with pytest.raises(SpecError, match=rf"'{PREFIX}clash' is registered twice with different settings "
