@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import CheckpointError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".tar")
+ALLOW_PICKLE_HINT = "--wm-allow-pickle to convert it with torch.load(weights_only=True), which never runs code"
 # A safetensors header is a JSON table of tensor names, dtypes, shapes and offsets. Real ones are
 # kilobytes to a few MB; 100 MB is far beyond any real model and still safe to read into memory.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -156,7 +157,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
 def _open_file(path: Path) -> Checkpoint:
     if path.name.endswith(PICKLE_SUFFIXES):
         raise CheckpointError(f"{path}: pickle checkpoints are refused (loading one can run code): "
-                              "convert it to .safetensors")
+                              f"convert it to .safetensors, or give {ALLOW_PICKLE_HINT}")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: not a .safetensors file")
     fmt = "lora" if _looks_like_lora(path) else "safetensors"
@@ -174,7 +175,7 @@ def _weight_files(folder: Path) -> list[Path]:
             files.append(f)
         elif f.name.endswith(PICKLE_SUFFIXES):
             raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
-                                  "them to .safetensors")
+                                  f"them to .safetensors, or give {ALLOW_PICKLE_HINT}")
     return files
 
 

@@ -34,6 +34,8 @@ class Selection:
     baseline_cache: str | None = None
     #: --wm-max-examples, or None for the default (see WiwSession.max_examples)
     max_examples: int | None = None
+    #: --wm-allow-pickle: convert pickle weights (weights_only) instead of refusing them
+    allow_pickle: bool = False
 
 
 def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
@@ -72,6 +74,7 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         max_batch=parse_int("--wm-max-batch", option.wm_max_batch, minimum=1),
         expected_failures=parse_expected_failures(ini_expected_failures, registry),
         baseline_cache=str(Path(option.wm_baseline_cache).expanduser().absolute()) if option.wm_baseline_cache else None,
+        allow_pickle=bool(getattr(option, "wm_allow_pickle", False)),
         max_examples=(parse_int("--wm-max-examples", option.wm_max_examples, minimum=0)
                       if option.wm_max_examples is not None else None),
     )

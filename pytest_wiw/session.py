@@ -30,7 +30,8 @@ class WiwSession:
             base_spec = sel.registry.get(spec.base) if spec.base else None
             self.subjects[wm_type] = WMSubject(
                 spec, base_spec, sel.ckpt.get(wm_type), sel.base_ckpt.get(wm_type), self.pool, self.store,
-                seed=sel.seed, max_batch=sel.max_batch, baseline_cache=self.baseline_cache)
+                seed=sel.seed, max_batch=sel.max_batch, baseline_cache=self.baseline_cache,
+                allow_pickle=sel.allow_pickle)
         return self.subjects[wm_type]
 
     def summaries(self, report_dir: Path | None) -> dict[str, dict]:

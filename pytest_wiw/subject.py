@@ -12,6 +12,7 @@ which runs once per wm_type, in this order, and is kept in the session result st
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -92,7 +93,7 @@ class WMSubject:
 
     def __init__(self, spec: WMSpec, base_spec: WMSpec | None, ckpt: str | None, base_ckpt: str | None,
                  pool: WorkerPool, store: ResultStore, seed: int, max_batch: int,
-                 baseline_cache: "BaselineCache | None" = None):
+                 baseline_cache: "BaselineCache | None" = None, allow_pickle: bool = False):
         self.spec = spec
         self.base_spec = base_spec
         self.ckpt_arg = ckpt
@@ -105,6 +106,8 @@ class WMSubject:
         self._floor: Floor | None = None
         self.baseline_cache = baseline_cache
         self.property_examples = 0  # generations of the property check, counted apart from the floor
+        self.allow_pickle = allow_pickle
+        self._paths: tuple[str | None, str | None] | None = None
         self.metrics: dict[str, object] = {}
 
     @property
@@ -113,24 +116,39 @@ class WMSubject:
         return self.pool.settings.worker_cmds.get(self.spec.name)
 
     # -- checkpoint and worker ------------------------------------------------------------------
+    def checkpoint_paths(self) -> tuple[str | None, str | None]:
+        """The checkpoint and base paths the worker loads: as given, or with --wm-allow-pickle their copies
+        with pickles converted to safetensors (CheckpointError for a pickle that is not plain tensors)."""
+        if self._paths is None:
+            if not self.allow_pickle:
+                self._paths = (self.ckpt_arg, self.base_ckpt_arg)
+            else:
+                from .pickles import convert_pickles
+
+                cache = Path(self.pool.settings.tiny_cache)
+                self._paths = tuple(convert_pickles(p, cache) if p else None
+                                    for p in (self.ckpt_arg, self.base_ckpt_arg))
+        return self._paths
+
     def checkpoint(self) -> Checkpoint:
         """The checkpoint under test, opened here (the embedded default asks the worker for its path)."""
-        path = self.ckpt_arg
+        path = self.checkpoint_paths()[0]
         if path is None:
             path = self.ready()["ckpt"]["path"]
         return open_checkpoint(path)
 
     def worker(self) -> WorkerHandle:
         if self._handle is None:
-            if self.ckpt_arg is not None:
-                try:  # never start a worker on a checkpoint that fails to open here
-                    open_checkpoint(self.ckpt_arg)
-                except CheckpointError as exc:
-                    handle = WorkerHandle(None, self.spec, None, self.pool.settings)
-                    handle.failure = f"checkpoint not loaded: {exc}"
-                    self._handle = handle
-                    return handle
-            self._handle = self.pool.get(self.spec, self.base_spec, self.ckpt_arg, self.base_ckpt_arg)
+            try:  # never start a worker on a checkpoint that fails to open here
+                ckpt, base = self.checkpoint_paths()
+                if ckpt is not None:
+                    open_checkpoint(ckpt)
+            except CheckpointError as exc:
+                handle = WorkerHandle(None, self.spec, None, self.pool.settings)
+                handle.failure = f"checkpoint not loaded: {exc}"
+                self._handle = handle
+                return handle
+            self._handle = self.pool.get(self.spec, self.base_spec, ckpt, base)
         return self._handle
 
     def ready(self) -> dict:

@@ -248,7 +248,7 @@ def test_pickle_file_is_refused_pointing_at_the_option(tmp_path, suffix):
     f = tmp_path / f"model{suffix}"
     f.write_bytes(b"\x80\x04not really")
     msg = _errmsg(open_checkpoint, f)
-    assert str(f.resolve()) in msg and "pickle" in msg and "convert" in msg
+    assert str(f.resolve()) in msg and "pickle" in msg and "convert" in msg and "--wm-allow-pickle" in msg
 
 
 @pytest.mark.parametrize("suffix", [".bin", ".pt", ".pth", ".ckpt"])
