@@ -142,7 +142,7 @@ class WMSubject:
             try:  # never start a worker on a checkpoint that fails to open here
                 ckpt, base = self.checkpoint_paths()
                 if ckpt is not None:
-                    open_checkpoint(ckpt)
+                    open_checkpoint(ckpt).tensor_index()  # every header parses and fits its file
             except CheckpointError as exc:
                 handle = WorkerHandle(None, self.spec, None, self.pool.settings)
                 handle.failure = f"checkpoint not loaded: {exc}"
