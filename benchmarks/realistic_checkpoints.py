@@ -78,6 +78,15 @@ def build(module_fn, device: str):
     return module.to(torch.bfloat16).eval()
 
 
+def save_pipeline(pipe, out: Path, generation: dict, description: str) -> Path:
+    """Save ``pipe`` as a diffusers folder (safetensors) with a card carrying its generation settings."""
+    from wrappers.diffusers_setup import write_tiny_card
+
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    write_tiny_card(out, generation=generation, description=description)
+    return out
+
+
 def wan_vae(smoke: bool):
     from diffusers import AutoencoderKLWan
 
@@ -89,7 +98,6 @@ def write_wan21(out: Path, device: str, smoke: bool) -> Path:
     from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
-    from wrappers.diffusers_setup import write_tiny_card
     from wrappers.tiny_text import tiny_tokenizer
 
     clip = shape("clip", CLIP_VIT_H, smoke)
@@ -102,10 +110,8 @@ def write_wan21(out: Path, device: str, smoke: bool) -> Path:
         vae=build(lambda: wan_vae(smoke), device),
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                           num_train_timesteps=1000, flow_shift=3.0))
-    pipe.save_pretrained(str(out), safe_serialization=True)
-    write_tiny_card(out, generation=SMOKE_GENERATION if smoke else WAN_GENERATION,
-                    description="Random Wan 2.1 I2V pipeline of the 1.3B shapes (pytest-wiw benchmarks).")
-    return out
+    return save_pipeline(pipe, out, SMOKE_GENERATION if smoke else WAN_GENERATION,
+                         "Random Wan 2.1 I2V pipeline of the 1.3B shapes (pytest-wiw benchmarks).")
 
 
 def write_ftwan21(out: Path, base: Path, device: str, smoke: bool) -> Path:
@@ -138,7 +144,6 @@ def write_cosmos20(out: Path, device: str, smoke: bool) -> Path:
     from transformers import T5Config, T5EncoderModel
 
     from wrappers.cosmos import NoOpSafetyChecker
-    from wrappers.diffusers_setup import write_tiny_card
     from wrappers.tiny_text import tiny_tokenizer
 
     pipe = Cosmos2VideoToWorldPipeline(
@@ -149,10 +154,8 @@ def write_cosmos20(out: Path, device: str, smoke: bool) -> Path:
         vae=build(lambda: wan_vae(smoke), device),
         scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True, shift=1.0),
         safety_checker=NoOpSafetyChecker())
-    pipe.save_pretrained(str(out), safe_serialization=True)
-    write_tiny_card(out, generation=SMOKE_GENERATION if smoke else COSMOS_GENERATION,
-                    description="Random Cosmos-Predict2 Video2World pipeline with the 2B transformer's shapes.")
-    return out
+    return save_pipeline(pipe, out, SMOKE_GENERATION if smoke else COSMOS_GENERATION,
+                         "Random Cosmos-Predict2 Video2World pipeline with the 2B transformer's shapes.")
 
 
 def write_ftcosmos(out: Path, base: Path, device: str, smoke: bool) -> Path:
