@@ -66,8 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="keep zero-shot outputs of FT types in DIR and reuse them on later runs "
                          "(keyed by base checkpoint, request, seed, wrapper and library versions, device)")
     group.addoption("--wm-allow-pickle", action="store_true",
-                    help="convert pickle weights (.bin .pt .pth .ckpt) to safetensors with torch.load(weights_only=True) "
-                         "instead of refusing them; a pickle that holds anything but tensors is still refused")
+                    help="convert pickle weights (.bin .pt .pth .ckpt) to safetensors with "
+                         "torch.load(weights_only=True) instead of refusing them; a pickle that holds anything "
+                         "but tensors is still refused")
     group.addoption("--wm-report", default=None, metavar="DIR",
                     help="write <wm_type>.json, report.md and a contact sheet per wm_type into DIR")
     group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")

@@ -162,7 +162,7 @@ class WorkerPool:
         handle = WorkerHandle(key, spec, None, self.settings)
         try:
             generation = legacy_generation(spec, self.settings.options)
-            process = LegacyWorkerProcess(command, env, self.log_dir / f"{spec.name}.log", label)
+            process = LegacyWorkerProcess(command, env, self.log_dir / f"{spec.name}.log", label, spec=spec)
         except (OSError, ValueError) as exc:
             handle.failure = f"{label}: could not start: {exc}"
             return handle

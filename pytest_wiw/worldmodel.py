@@ -104,15 +104,7 @@ class WorldModel(ABC):
                                f"not {request.task_type}")
         if request.batch_size > self.spec.max_batch:
             raise RequestError("images", f"batch of {request.batch_size} exceeds max_batch {self.spec.max_batch}")
-        height, width = request.images.shape[2:]
-        if max(height, width) > self.spec.max_image_side:
-            raise RequestError("images", f"start image of {height}x{width} exceeds {self.spec.name}'s limit of "
-                               f"{self.spec.max_image_side} pixels a side (max_image_side)")
-        if request.task_type == "navigation":
-            for i, ids in enumerate(request.actions):
-                if len(ids) > self.spec.max_actions:
-                    raise RequestError(f"actions[{i}]", f"{len(ids)} action ids exceed {self.spec.name}'s limit "
-                                       f"of {self.spec.max_actions} (max_actions)")
+        check_request_limits(request, self.spec)
 
     # -- fingerprints ------------------------------------------------------------------------
     def weight_fingerprints(self) -> dict[str, Fingerprint]:
@@ -229,6 +221,19 @@ def lookup_tensor(module, name: str):
         return module.get_buffer(name)
     except AttributeError:
         return None
+
+
+def check_request_limits(request: GenerationRequest, spec) -> None:
+    """RequestError for a start image or action sequence beyond the spec's ``max_image_side``/``max_actions``."""
+    height, width = request.images.shape[2:]
+    if max(height, width) > spec.max_image_side:
+        raise RequestError("images", f"start image of {height}x{width} exceeds {spec.name}'s limit of "
+                           f"{spec.max_image_side} pixels a side (max_image_side)")
+    if request.task_type == "navigation":
+        for i, ids in enumerate(request.actions):
+            if len(ids) > spec.max_actions:
+                raise RequestError(f"actions[{i}]", f"{len(ids)} action ids exceed {spec.name}'s limit "
+                                   f"of {spec.max_actions} (max_actions)")
 
 
 def saved_state_dict(model) -> dict:

@@ -123,7 +123,25 @@ class CrashOnLoadSVD(StableVideoDiffusion):
     """Dies while loading, as a wrapper with a missing dependency would."""
 
     def __init__(self, *args, **kwargs):
+        print("CrashOnLoadSVD: about to raise", file=sys.stderr, flush=True)
         raise RuntimeError("CUDA error: out of memory (simulated by the defective test wrapper)")
+
+
+class ExitOnLoadSVD(StableVideoDiffusion):
+    """Exits while loading without a word on the protocol, as a library that calls exit() does."""
+
+    def __init__(self, *args, **kwargs):
+        print("ExitOnLoadSVD: about to exit with status 3", file=sys.stderr, flush=True)
+        os._exit(3)
+
+
+class SegfaultOnLoadSVD(StableVideoDiffusion):
+    """Segfaults while loading, as a broken native extension does."""
+
+    def __init__(self, *args, **kwargs):
+        print("SegfaultOnLoadSVD: about to segfault", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGSEGV)
+        time.sleep(10)
 
 
 class IgnoresLoraWan(WanImageToVideo):
@@ -182,6 +200,81 @@ class SegfaultSVD(StableVideoDiffusion):
         time.sleep(10)
 
 
+class ExitsZeroMidRequestSVD(StableVideoDiffusion):
+    """Exits with status 0 in the middle of a request, without replying (a stray sys.exit())."""
+
+    def generate(self, request):
+        print("ExitsZeroMidRequestSVD: about to exit with status 0", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(0)
+
+
+class ListOutputSVD(StableVideoDiffusion):
+    """Returns the video as nested Python lists instead of an array."""
+
+    def generate(self, request):
+        return super().generate(request).tolist()
+
+
+class NoneOutputSVD(StableVideoDiffusion):
+    """Returns nothing (a generate() that saves the video and forgets to return it)."""
+
+    def generate(self, request):
+        super().generate(request)
+
+
+class PathOutputSVD(StableVideoDiffusion):
+    """Returns the path of a saved video instead of the frames (as WIW's workers write to save_dirs)."""
+
+    def generate(self, request):
+        super().generate(request)
+        return "/tmp/video.mp4"
+
+
+class ThreeDimOutputSVD(StableVideoDiffusion):
+    """Returns a 3-D array, the first item's first channel (T, H, W), instead of (B, T, 3, H, W)."""
+
+    def generate(self, request):
+        return super().generate(request)[0, :, 0]
+
+
+# What the flooding wrappers write: FLOOD_BYTES in lines of FLOOD_LINE_BYTES to stderr, a line of
+# LONG_LINE_BYTES without a break, and the same marker lines through print() and fd 1, which the
+# worker must route to its log and keep off the protocol stream.
+FLOOD_BYTES = 32 * 2**20
+FLOOD_LINE_BYTES = 1024
+LONG_LINE_BYTES = 2**20
+STDOUT_MARKER = "FloodSVD: printed to stdout"
+
+
+class FloodSVD(StableVideoDiffusion):
+    """Writes 32 MiB to stderr, and prints to stdout, during generate, then returns normally."""
+
+    def generate(self, request):
+        flood()
+        return super().generate(request)
+
+
+class FloodThenDieSVD(StableVideoDiffusion):
+    """Writes 32 MiB to stderr during generate, then exits with status 9."""
+
+    def generate(self, request):
+        flood()
+        print("FloodThenDieSVD: about to exit with status 9", file=sys.stderr, flush=True)
+        os._exit(9)
+
+
+def flood() -> None:
+    """Write FLOOD_BYTES of lines and one line of LONG_LINE_BYTES to stderr, and marker lines to stdout."""
+    line = "x" * (FLOOD_LINE_BYTES - 1) + "\n"
+    for _ in range(FLOOD_BYTES // FLOOD_LINE_BYTES):
+        sys.stderr.write(line)
+    print(STDOUT_MARKER, flush=True)
+    os.write(1, f"{STDOUT_MARKER} (fd 1)\n".encode())
+    sys.stderr.write("y" * LONG_LINE_BYTES + "\n")
+    sys.stderr.flush()
+
+
 class ForkingSVD(StableVideoDiffusion):
     """Starts a helper process at load (as dataloaders and compilers do); teardown must end it too."""
 
@@ -189,6 +282,10 @@ class ForkingSVD(StableVideoDiffusion):
         super().__init__(*args, **kwargs)
         self.child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         print(f"ForkingSVD: child pid {self.child.pid}", file=sys.stderr, flush=True)
+
+
+class ForkingSlowSVD(ForkingSVD, SlowSVD):
+    """Starts a helper process at load, then hangs in generate: an interrupted run must end both."""
 
 
 # The conftest a pytester run uses to register them (each is a defective copy of svd or FTwan21).
@@ -220,6 +317,9 @@ _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
 _copy("svd-leaky", "svd", "LeakySVD")
 _copy("svd-input-size-output", "svd", "InputSizeOutputSVD")
 _copy("svd-hangs", "svd", "SlowSVD")
+# A second hanging type, with a helper process: a zero-shot copy is its own family, so `-n 2` runs it
+# on the other xdist worker.
+_copy("svd-forks-and-hangs", "svd", "ForkingSlowSVD")
 _copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
 _copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")

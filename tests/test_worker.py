@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import signal
 import time
 
 import psutil
@@ -14,23 +15,42 @@ from pytest_wiw.pool import PoolSettings, RequestRejected, WorkerPool, device_en
 from pytest_wiw.registry import get_spec
 from pytest_wiw.request import GenerationRequest
 from pytest_wiw.subject import reference_image
-from pytest_wiw.worker.client import WorkerDied, WorkerError, WorkerTimeout
+from pytest_wiw.worker.client import (LOG_LINE_CHARS, LOG_TAIL_LINES, SHUTDOWN_GRACE_S, WorkerDied, WorkerError,
+                                      WorkerTimeout)
 
 from conftest import TESTS_DIR
 
 # Short timeouts: the defective workers below hang for an hour unless the client gives up.
 REQUEST_TIMEOUT_S = 3.0
 LOAD_TIMEOUT_S = 120.0
+# When the simulated Ctrl-C arrives: mid-request, well before REQUEST_TIMEOUT_S.
+INTERRUPT_AFTER_S = 1.0
+# The flooding wrappers write 32 MiB before they generate: more than REQUEST_TIMEOUT_S on a busy machine.
+FLOOD_REQUEST_TIMEOUT_S = 120.0
+# An error message with its log tail: LOG_TAIL_LINES cut lines, the indent and cut notes, and the
+# sentence and log path before them. The log under it holds megabytes.
+MAX_MESSAGE_CHARS = LOG_TAIL_LINES * (LOG_LINE_CHARS + 64) + 2000
 
 
 @pytest.fixture
 def pool(tiny_cache, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
-    pool = WorkerPool(PoolSettings(device="cpu", tiny_cache=str(tiny_cache), request_timeout=REQUEST_TIMEOUT_S,
-                                   load_timeout=LOAD_TIMEOUT_S))
+    pool = _pool(tiny_cache, monkeypatch, request_timeout=REQUEST_TIMEOUT_S)
     yield pool
     pool.close_all()
+
+
+@pytest.fixture
+def flood_pool(tiny_cache, monkeypatch):
+    pool = _pool(tiny_cache, monkeypatch, request_timeout=FLOOD_REQUEST_TIMEOUT_S)
+    yield pool
+    pool.close_all()
+
+
+def _pool(tiny_cache, monkeypatch, **settings) -> WorkerPool:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    return WorkerPool(PoolSettings(device="cpu", tiny_cache=str(tiny_cache), load_timeout=LOAD_TIMEOUT_S,
+                                   **settings))
 
 
 def svd_like(wrapper: str):
@@ -78,6 +98,29 @@ def test_hung_request_times_out_and_kills_the_worker(pool):
         handle.generate(request_for(handle))
 
 
+def test_stopping_a_busy_worker_kills_it_without_waiting_for_shutdown(pool):
+    """Ctrl-C during a request: teardown kills the worker at once (it would read no ``shutdown``)."""
+    handle = pool.get(svd_like("SlowSVD"), None, None, None)
+    pid = handle.ready["pid"]
+    previous = signal.signal(signal.SIGALRM, _interrupt)
+    signal.setitimer(signal.ITIMER_REAL, INTERRUPT_AFTER_S)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            handle.generate(request_for(handle))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    start = time.monotonic()
+    pool.close_all()
+    assert time.monotonic() - start < SHUTDOWN_GRACE_S  # killed, not given the grace of an idle worker
+    assert "was stopped while generating" in handle.process.stopped_because
+    assert not _alive(pid)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def test_hang_at_load_hits_the_load_timeout(tiny_cache, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     pool = WorkerPool(PoolSettings(device="cpu", tiny_cache=str(tiny_cache), load_timeout=15.0))
@@ -92,8 +135,23 @@ def test_hang_at_load_hits_the_load_timeout(tiny_cache, monkeypatch):
         pool.close_all()
 
 
+@pytest.mark.parametrize(("wrapper", "cause"), [("CrashOnLoadSVD", "RuntimeError: CUDA error: out of memory"),
+                                                ("ExitOnLoadSVD", "exited with status 3 while loading the checkpoint"),
+                                                ("SegfaultOnLoadSVD", "was killed by SIGSEGV while loading")])
+def test_crash_at_load_is_reported_with_its_cause_and_log(pool, wrapper, cause):
+    handle = pool.get(svd_like(wrapper), None, None, None)
+    assert handle.ready is None
+    assert cause in handle.failure, handle.failure
+    assert re.search(r"last lines of its log .*\n.*about to", handle.failure, re.S), handle.failure
+    assert not _alive(handle.process.proc.pid)
+    with pytest.raises(WorkerError, match=re.escape(cause)):  # every later use reports the same failure
+        handle.stats()
+    assert pool.loads == 1
+
+
 @pytest.mark.parametrize(("wrapper", "cause"), [("DiesMidRequestSVD", "exited with status 7"),
-                                                ("SegfaultSVD", "was killed by SIGSEGV")])
+                                                ("SegfaultSVD", "was killed by SIGSEGV"),
+                                                ("ExitsZeroMidRequestSVD", "exited with status 0")])
 def test_death_mid_request_is_reported_at_once_with_its_log(pool, wrapper, cause):
     handle = pool.get(svd_like(wrapper), None, None, None)
     start = time.monotonic()
@@ -101,8 +159,54 @@ def test_death_mid_request_is_reported_at_once_with_its_log(pool, wrapper, cause
         handle.generate(request_for(handle))
     assert time.monotonic() - start < REQUEST_TIMEOUT_S  # detected at once, not at the timeout
     message = str(died.value)
-    assert cause in message and "while generating" in message
+    assert cause in message and "while generating" in message and "without replying" in message, message
     assert re.search(r"last lines of its log .*\n.*about to", message, re.S), message
+
+
+@pytest.mark.parametrize(("wrapper", "problem"), [
+    ("ListOutputSVD", "generate() returned a list, not an array"),
+    ("NoneOutputSVD", "generate() returned None"),
+    ("PathOutputSVD", "generate() returned a str, not an array"),
+    ("ThreeDimOutputSVD", "generate() returned a 3-D array of shape ("),
+])
+def test_malformed_output_is_rejected_and_the_worker_keeps_serving(pool, wrapper, problem):
+    handle = pool.get(svd_like(wrapper), None, None, None)
+    for call in (1, 2):
+        with pytest.raises(RequestRejected) as rejected:
+            handle.generate(request_for(handle))
+        message = str(rejected.value)
+        assert problem in message and "expected a numpy uint8 array of shape (B, T, 3, H, W)" in message, message
+        assert rejected.value.reply["stage"] == "generate"
+        stats = handle.stats()
+        assert stats["generations"] == call and handle.generation_calls == call
+    assert _alive(handle.ready["pid"])
+
+
+def test_output_flood_on_stderr_and_stdout_leaves_the_request_and_protocol_intact(flood_pool):
+    from defective_wms import FLOOD_BYTES, STDOUT_MARKER  # (imports torch and diffusers: only here)
+
+    handle = flood_pool.get(svd_like("FloodSVD"), None, None, None)
+    frames, reply = handle.generate(request_for(handle))
+    assert reply["type"] == "result" and frames.dtype.name == "uint8" and frames.ndim == 5
+    assert handle.stats()["generations"] == 1  # the protocol stream is still in step
+    log = handle.process.log_path
+    assert os.path.getsize(log) > FLOOD_BYTES
+    assert log.read_text(errors="replace").count(STDOUT_MARKER) == 2  # print() and fd 1 went to the log
+    tail = handle.process.log_tail_text()
+    assert "line cut at" in tail and len(tail) < MAX_MESSAGE_CHARS
+
+
+def test_flood_then_death_reports_a_bounded_log_tail(flood_pool):
+    from defective_wms import FLOOD_BYTES
+
+    handle = flood_pool.get(svd_like("FloodThenDieSVD"), None, None, None)
+    with pytest.raises(WorkerDied) as died:
+        handle.generate(request_for(handle))
+    message = str(died.value)
+    assert "exited with status 9 while generating" in message
+    assert message.rstrip().endswith("FloodThenDieSVD: about to exit with status 9"), message[-1000:]
+    assert os.path.getsize(handle.process.log_path) > FLOOD_BYTES
+    assert len(message) < MAX_MESSAGE_CHARS, len(message)
 
 
 def test_teardown_ends_the_whole_process_group(pool):

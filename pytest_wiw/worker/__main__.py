@@ -11,6 +11,11 @@ def main() -> int:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     stdin = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    # The protocol owns the original stdin too: a wrapper's input() or breakpoint(), or a child
+    # process reading fd 0, must not eat request frames.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, sys.stdin.fileno())
+    os.close(devnull)
 
     from .protocol import write_frame
     from .server import Worker, watch_parent

@@ -22,7 +22,12 @@ from .protocol import _LEN, ProtocolError, decode_body, encode_frame
 
 # How long a worker gets to exit after ``shutdown`` before its process group is killed.
 SHUTDOWN_GRACE_S = 10.0
+# An error message carries the last LOG_TAIL_LINES lines of the worker's log, each cut to
+# LOG_LINE_CHARS characters, read from its last LOG_TAIL_BYTES: a model that floods its log with
+# megabytes (one progress bar without newlines, a dump of a tensor) still gives a message one can read.
 LOG_TAIL_LINES = 20
+LOG_LINE_CHARS = 500
+LOG_TAIL_BYTES = 64 * 1024
 _POLL_S = 0.2
 
 
@@ -40,6 +45,10 @@ class WorkerTimeout(WorkerError):
 
 class WorkerProcess:
     """One running worker process and the pipe pair to it."""
+
+    #: What the client is waiting for the worker to finish (``"while generating (...)"``); None when idle.
+    #: A worker stopped while busy is killed at once: it would not read a ``shutdown`` until it finished.
+    awaiting: str | None = None
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, label: str):
         self.label = label
@@ -71,6 +80,7 @@ class WorkerProcess:
         """The next reply from the worker within ``timeout`` seconds; progress frames go to on_progress."""
         deadline = time.monotonic() + timeout
         saw_progress = False
+        self.awaiting = what
         while True:
             (total,) = _LEN.unpack(self._read(4, deadline, what))
             try:
@@ -79,6 +89,7 @@ class WorkerProcess:
                 self.kill(f"sent a malformed frame ({exc})")
                 raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
             if header.get("type") != "progress":
+                self.awaiting = None
                 if saw_progress and self.on_progress is not None:
                     self.on_progress(self.label, None)
                 return header, arrays
@@ -125,18 +136,20 @@ class WorkerProcess:
             code = None
         self.stopped_because = self.stopped_because or f"exited with status {code}"
         cause = describe_exit(code)
+        hint = " (a wrapper that calls sys.exit() or os._exit(0)?)" if code == 0 else ""
         self.kill("died")
-        return WorkerDied(f"{self.label}: the worker {cause} {what}{self.log_tail_text()}")
+        return WorkerDied(f"{self.label}: the worker {cause} {what}, without replying{hint}{self.log_tail_text()}")
 
     # -- logs and teardown -------------------------------------------------------------------
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """The last ``lines`` lines of the worker's log, each cut to LOG_LINE_CHARS characters."""
         try:
             with open(self.log_path, "rb") as fh:
-                fh.seek(max(0, os.path.getsize(self.log_path) - 64 * 1024))
+                fh.seek(max(0, os.path.getsize(self.log_path) - LOG_TAIL_BYTES))
                 text = fh.read().decode("utf-8", errors="replace")
         except OSError:
             return []
-        return list(deque(text.splitlines(), maxlen=lines))
+        return [_cut(line) for line in deque(text.splitlines(), maxlen=lines)]
 
     def log_tail_text(self) -> str:
         tail = self.log_tail()
@@ -155,7 +168,10 @@ class WorkerProcess:
         self._close_pipes()
 
     def close(self) -> None:
-        """Ask the worker to shut down; kill its process group if it does not exit in time."""
+        """Ask the worker to shut down; kill its process group if it does not exit in time, or at once
+        when it is busy with a request (the session was interrupted: it would not read ``shutdown``)."""
+        if self.awaiting and not self.stopped_because:
+            self.stopped_because = f"was stopped {self.awaiting}, when the session ended or was interrupted"
         if self.proc.poll() is None and not self.stopped_because:
             try:
                 self.proc.stdin.write(encode_frame({"type": "shutdown"}))
@@ -180,6 +196,12 @@ class WorkerProcess:
         self._log.close()
 
 
+def _cut(line: str) -> str:
+    if len(line) <= LOG_LINE_CHARS:
+        return line
+    return f"{line[:LOG_LINE_CHARS]} [line cut at {LOG_LINE_CHARS} characters]"
+
+
 def _killpg(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)
@@ -188,6 +210,7 @@ def _killpg(proc: subprocess.Popen, sig: int) -> None:
 
 
 def describe_exit(code: int | None) -> str:
+    """How a worker ended, from its exit code: ``exited with status 3``, ``was killed by SIGSEGV``."""
     if code is None:
         return "stopped answering"
     if code < 0:

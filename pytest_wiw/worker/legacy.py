@@ -30,6 +30,7 @@ import numpy as np
 
 from ..request import GenerationRequest
 from ..errors import RequestError
+from ..worldmodel import check_request_limits
 from .client import WorkerError, WorkerProcess
 
 CLIENT_ID = 0
@@ -55,7 +56,8 @@ class _ResultUnpickler(pickle.Unpickler):
 class LegacyWorkerProcess(WorkerProcess):
     """A WIW worker script, started with the result pipe's write end as its last argument."""
 
-    def __init__(self, command: str, env: dict[str, str], log_path: Path, label: str):
+    def __init__(self, command: str, env: dict[str, str], log_path: Path, label: str, spec=None):
+        self.spec = spec  # its request limits are checked here: the script knows none
         read_fd, write_fd = os.pipe()
         argv = [*shlex.split(command), str(write_fd)]
         self.label = label
@@ -85,7 +87,9 @@ class LegacyWorkerProcess(WorkerProcess):
                           "type with its own --wm-worker-cmd"), {}
         try:
             req = GenerationRequest.from_wire(header["request"], arrays or {})
-        except RequestError as exc:  # the adapter checks structure; the script checks the rest
+            if self.spec is not None:
+                check_request_limits(req, self.spec)
+        except RequestError as exc:  # the adapter checks structure and limits; the script checks the rest
             return _error("RequestError", exc.field, str(exc), stage="validate"), {}
         self.task_id += 1
         started = time.perf_counter()
@@ -121,11 +125,13 @@ class LegacyWorkerProcess(WorkerProcess):
             raise self._died("while a request was being sent") from None
 
     def _receive_legacy(self, deadline: float, what: str):
+        self.awaiting = what
         (size,) = _LEN.unpack(self._read(4, deadline, what))
         if size > MAX_LEGACY_FRAME:
             self.kill("sent an oversized frame")
             raise WorkerError(f"{self.label}: result frame of {size} bytes exceeds the bound{self.log_tail_text()}")
         body = self._read(size, deadline, what)
+        self.awaiting = None
         try:
             client_id, task_id, result = _ResultUnpickler(io.BytesIO(body)).load()
         except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:

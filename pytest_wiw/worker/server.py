@@ -10,6 +10,7 @@ import dataclasses
 import importlib
 import os
 import platform
+import signal
 import sys
 import threading
 import time
@@ -20,7 +21,8 @@ from ..checkpoint import Checkpoint, card_generation, open_checkpoint
 from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
-from .protocol import ProtocolError, read_frame, write_frame
+from .protocol import ProtocolError, encode_frame, read_frame, write_frame
+from .weights_audit import audit_weights
 
 
 class Worker:
@@ -58,17 +60,21 @@ class Worker:
 
         dtype = getattr(torch, cfg.get("dtype", "float32"))
         t0 = time.perf_counter()
-        self.model = cls(spec, ckpt, base_ckpt=base_ckpt, device=cfg["device"], dtype=dtype,
-                         options=cfg.get("options") or {})
+        try:
+            self.model = cls(spec, ckpt, base_ckpt=base_ckpt, device=cfg["device"], dtype=dtype,
+                             options=cfg.get("options") or {})
+        except Exception as exc:
+            raise with_diagnosis(exc, [c for c in (base_ckpt, ckpt) if c is not None]) from exc
         load_seconds = time.perf_counter() - t0
         index = ckpt.tensor_index()
-        unmapped = [k for k in index if self.model.running_tensor(k) is None]
+        audit = audit_weights(self.model, ckpt, index)
         fingerprints = {k: fp.to_dict() for k, fp in self.model.weight_fingerprints().items()}
         return {
             "type": "ready", "wm_type": spec.name, "pid": os.getpid(), "load_seconds": load_seconds,
             "wrapper_version": str(getattr(cls, "version", "0")),
             "memory": memory_report(), "fingerprints": fingerprints,
-            "fingerprint_keys": ckpt.fingerprint_keys(), "unmapped_keys": unmapped,
+            "fingerprint_keys": ckpt.fingerprint_keys(), "unmapped_keys": audit.unmapped,
+            "weight_audit": audit.to_dict(),
             "tensor_count": len(index), "ckpt": ckpt.describe(),
             "base_ckpt": base_ckpt.describe() if base_ckpt else None,
             "generation": generation.to_dict(), "environment": env, "notes": list(self.model.notes),
@@ -122,22 +128,60 @@ class Worker:
         finally:
             self.generations += 1
         seconds = time.perf_counter() - t0
-        import numpy as np
-
-        if not isinstance(frames, np.ndarray) or frames.dtype.hasobject:
-            self.reply_error(TypeError(f"generate() returned {type(frames).__name__}"
-                                       f"{'' if not isinstance(frames, np.ndarray) else ' of dtype object'}; "
-                                       "expected a numpy uint8 array (B, T, 3, H, W)"), stage="generate")
+        problem = output_problem(frames)
+        if problem is not None:
+            self.reply_error(problem, stage="generate")
             return
-        write_frame(self.out, {"type": "result", "seconds": seconds, "variant": variant,
-                               "nonfinite": self.model.nonfinite_seen, "notes": list(self.model.notes),
-                               "generations": self.generations, "memory": memory_report()},
-                    {"frames": frames})
+        try:  # encoded whole before anything is written: a refused frame leaves the stream intact
+            reply = encode_frame({"type": "result", "seconds": seconds, "variant": variant,
+                                  "nonfinite": self.model.nonfinite_seen, "notes": list(self.model.notes),
+                                  "generations": self.generations, "memory": memory_report()},
+                                 {"frames": frames})
+        except ProtocolError as exc:
+            self.reply_error(exc, stage="generate")
+            return
+        self.out.write(reply)
+        self.out.flush()
 
     def reply_error(self, exc: BaseException, *, stage: str, field: str | None = None) -> None:
         write_frame(self.out, {"type": "error", "stage": stage, "error_type": type(exc).__name__,
                                "field": field, "message": str(exc),
                                "traceback": "".join(traceback.format_exception(exc))})
+
+
+def output_problem(frames) -> Exception | None:
+    """Why ``generate()``'s return value cannot be sent back as a video, or None.
+
+    Only what no check could read is refused here (not an array, no 5 dimensions, nothing in it);
+    a wrong dtype or size travels, and the output contract check says how to fix it.
+    """
+    import numpy as np
+
+    expected = "expected a numpy uint8 array of shape (B, T, 3, H, W) (WorldModel.finish_video makes one)"
+    if frames is None:
+        return TypeError(f"generate() returned None (a missing return statement?); {expected}")
+    if not isinstance(frames, np.ndarray):
+        return TypeError(f"generate() returned a {type(frames).__name__}, not an array; {expected}")
+    if frames.dtype.hasobject:
+        return TypeError(f"generate() returned an array of dtype object; {expected}")
+    if frames.ndim != 5:
+        return ValueError(f"generate() returned a {frames.ndim}-D array of shape {tuple(frames.shape)}; {expected}")
+    if frames.size == 0:
+        return ValueError(f"generate() returned an empty array of shape {tuple(frames.shape)}; {expected}")
+    return None
+
+
+def with_diagnosis(exc: Exception, ckpts: list[Checkpoint]) -> Exception:
+    """``exc`` (a failed load), with the tensors each checkpoint folder misses or holds in excess or
+    in another shape appended when a diagnosis finds some (pytest_wiw.worker.load_diagnosis)."""
+    from .load_diagnosis import diagnose_folder
+
+    findings = [f"{c.path}: {line}" for c in ckpts for line in diagnose_folder(c)]
+    if not findings:
+        return exc
+    cause = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+    return CheckpointError(f"{cause}\nthe checkpoint's tensors do not match the model:\n  - "
+                           + "\n  - ".join(findings))
 
 
 def load_wrapper_class(target: str):
@@ -231,13 +275,19 @@ def memory_report() -> dict:
 
 
 def watch_parent() -> None:
-    """Exit when the pytest process that started us is gone (no orphan survives a killed session)."""
+    """Exit when the pytest process that started us is gone (no orphan survives a killed session).
+
+    The pool starts each worker as the leader of its own process group; the worker then ends the
+    whole group, so the helpers a model started (dataloaders, compilers) do not outlive it either.
+    """
     parent = os.getppid()
 
     def loop():
         while True:
             time.sleep(1.0)
             if os.getppid() != parent:
+                if os.getpgrp() == os.getpid():
+                    os.killpg(os.getpid(), signal.SIGKILL)
                 os._exit(3)
 
     threading.Thread(target=loop, daemon=True, name="watch-parent").start()
