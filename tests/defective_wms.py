@@ -119,6 +119,20 @@ class InputSizeOutputSVD(StableVideoDiffusion):
             self.generation = declared
 
 
+class IgnoresLimitsSVD(StableVideoDiffusion):
+    """Skips the spec's request limits: a start image of any size goes on to be resized and generated."""
+
+    def validate_request(self, request):
+        import pytest_wiw.worldmodel as worldmodel
+
+        enforce = worldmodel.check_request_limits
+        worldmodel.check_request_limits = lambda request, spec: None  # the base checks, limits left out
+        try:
+            super().validate_request(request)
+        finally:
+            worldmodel.check_request_limits = enforce
+
+
 class CrashOnLoadSVD(StableVideoDiffusion):
     """Dies while loading, as a wrapper with a missing dependency would."""
 
@@ -313,6 +327,7 @@ _copy("svd-float-output", "svd", "FloatOutputSVD")
 _copy("svd-short-output", "svd", "ShortOutputSVD")
 _copy("svd-ignores-checkpoint", "svd", "IgnoresCheckpointSVD")
 _copy("svd-any-name", "svd", "AnyNameSVD")
+_copy("svd-ignores-limits", "svd", "IgnoresLimitsSVD")
 _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
 _copy("svd-leaky", "svd", "LeakySVD")
 _copy("svd-input-size-output", "svd", "InputSizeOutputSVD")

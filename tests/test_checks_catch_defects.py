@@ -13,8 +13,9 @@ from conftest import make_checks_dir, run_checks
 CORRECT = ("svd", "wan21", "FTwan21")
 DEFECTIVE = (
     "svd-unseeded", "svd-kept-generator", "svd-shared-batch-generator", "svd-fixed-seed", "svd-float-output",
-    "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-crash-on-load", "svd-unpinned-env", "svd-leaky", "svd-input-size-output",
-    "FTwan21-ignores-lora", "FTwan21-leaky-zero-shot", "svd-unseeded-declared", "svd-wrongly-declared",
+    "svd-short-output", "svd-ignores-checkpoint", "svd-any-name", "svd-ignores-limits", "svd-crash-on-load",
+    "svd-unpinned-env", "svd-leaky", "svd-input-size-output", "FTwan21-ignores-lora", "FTwan21-leaky-zero-shot",
+    "svd-unseeded-declared", "svd-wrongly-declared",
 )
 
 # (defective wm_type, check that must fail, words its message must contain)
@@ -29,6 +30,7 @@ MUST_FAIL = [
     ("svd-short-output", "test_output_contract", "output shape is (1, 3, 3, 32, 32), expected"),
     ("svd-ignores-checkpoint", "test_checkpoint_applied", "runs other weights"),
     ("svd-any-name", "test_bad_request_rejected", "another model's name: accepted"),
+    ("svd-ignores-limits", "test_bad_request_rejected", "an image beyond the model's size limit: accepted"),
     ("svd-crash-on-load", "test_checkpoint_loads", "CUDA error: out of memory (simulated"),
     ("svd-leaky", "test_memory_stable", "keeps outputs, latents or a cache across calls"),
     ("svd-input-size-output", "test_property_contract_holds", "expected uint8 (1, 4, 3, 32, 32)"),
@@ -47,6 +49,7 @@ MUST_PASS = [
     ("svd-ignores-checkpoint", "test_checkpoint_loads"),
     ("svd-ignores-checkpoint", "test_output_contract"),
     ("svd-any-name", "test_seed_determinism"),
+    ("svd-ignores-limits", "test_output_contract"),
     ("FTwan21-leaky-zero-shot", "test_checkpoint_applied"),
     ("svd-unpinned-env", "test_seed_determinism"),
     ("svd-leaky", "test_seed_determinism"),
