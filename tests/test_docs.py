@@ -30,3 +30,22 @@ def test_documented_options_exist():
     help_text = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True).stdout
     for option in ("--wm-shard", "--wm-changed", "--wm-report", "--wm-worker-cmd", "--wm-worker-python"):
         assert option in help_text, option
+
+
+def test_reliability_table_names_tests_that_exist():
+    """Every `file.py::test_name` docs/reliability.md cites is a test in tests/; every `[fault]` id is a
+    fault of tests/test_bad_checkpoints.py."""
+    import re
+
+    from test_bad_checkpoints import FAULTS
+
+    text = (DOCS / "reliability.md").read_text()
+    tests_dir = Path(__file__).resolve().parent
+    cited = re.findall(r"(test_\w+\.py)::(test_\w+)", text)
+    assert len(cited) > 20
+    for file, name in cited:
+        assert f"def {name}" in (tests_dir / file).read_text(), f"{file}::{name}"
+    faults = {f.name for f in FAULTS}
+    ids = set(re.findall(r"`\[(\w+)\]`", text))
+    assert ids and ids <= faults, ids - faults
+    assert faults <= set(re.findall(r"\[(\w+)\]", text)), faults
