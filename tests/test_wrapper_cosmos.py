@@ -140,3 +140,23 @@ def test_ft_transformer_that_does_not_fit_the_base_is_a_checkpoint_error(tiny, t
 def test_ft_rejects_a_pipeline_folder_as_transformer(tiny):
     with pytest.raises(CheckpointError, match="fine-tuned transformer"):
         _load("FTcosmos", tiny["base"], base=tiny["base"])
+
+
+def test_transformer_needing_torchvision_without_it_is_a_checkpoint_error(tiny, tmp_path):
+    """Real Cosmos-Predict2 transformers (concat_padding_mask=True) need torchvision: say so at load, not
+    with a NameError at the first generation."""
+    import shutil
+
+    from diffusers import CosmosTransformer3DModel
+
+    try:
+        import torchvision  # noqa: F401
+        pytest.skip("torchvision is installed here: the transformer loads")
+    except ImportError:
+        pass
+    real_like = tmp_path / "cosmos20"
+    shutil.copytree(tiny["base"], real_like)
+    save_altered_component(CosmosTransformer3DModel, tiny["base"] / "transformer", real_like, card_from=tiny["base"],
+                           subfolder="transformer", concat_padding_mask=True)
+    with pytest.raises(CheckpointError, match="concat_padding_mask=True, which needs torchvision"):
+        _load("cosmos20", real_like)

@@ -84,11 +84,30 @@ def _load_pipeline(path: Path, dtype: torch.dtype, device: str) -> Cosmos2VideoT
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot load a Cosmos2VideoToWorldPipeline from this folder: "
                               f"{type(exc).__name__}: {exc}") from exc
+    require_torchvision_if_needed(pipe.transformer, path / "transformer")
     return ready_to_run(pipe, device)
 
 
 def _load_transformer(folder: Path, dtype: torch.dtype) -> CosmosTransformer3DModel:
-    return load_component(CosmosTransformer3DModel, folder, dtype, what="a CosmosTransformer3DModel")
+    transformer = load_component(CosmosTransformer3DModel, folder, dtype, what="a CosmosTransformer3DModel")
+    return require_torchvision_if_needed(transformer, folder)
+
+
+def require_torchvision_if_needed(transformer: CosmosTransformer3DModel, folder: Path) -> CosmosTransformer3DModel:
+    """The transformer, or CheckpointError when it needs torchvision and the worker's environment lacks it.
+
+    Real Cosmos-Predict2 transformers have ``concat_padding_mask=True``: diffusers resizes their padding
+    mask with torchvision, and without it the first generation dies with ``NameError: transforms``.
+    """
+    if transformer.config.concat_padding_mask:
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            raise CheckpointError(
+                f"{folder}: this Cosmos transformer has concat_padding_mask=True, which needs torchvision in the "
+                "worker's environment (not installed): install the torchvision paired with its torch "
+                "(wrappers/envs/diffusers-0.42.txt pins torchvision==0.28.0 for torch 2.13.0)") from None
+    return transformer
 
 
 #: The fine-tuned transformer of FTcosmos. The FT pipeline shares the text encoder, tokenizer, VAE, scheduler
