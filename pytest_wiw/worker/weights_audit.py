@@ -16,6 +16,8 @@ FULL_WEIGHT_FORMATS = ("diffusers", "component", "component-folder", "safetensor
 #: Problems listed per kind before the rest is only counted (a checkpoint of another architecture
 #: would otherwise list thousands).
 LIST_AT_MOST = 50
+#: Elements checked for NaN/Inf at a time.
+CHUNK = 64 * 2**20
 
 
 @dataclass
@@ -62,13 +64,22 @@ def audit_weights(model, ckpt, index) -> WeightAudit:
             audit.wrong_dtype.append(f"{where}: stored as {info.dtype}, the model's tensor is "
                                      f"{str(tensor.dtype).replace('torch.', '')}")
         elif tensor.is_floating_point():
-            with torch.no_grad():
-                bad = int((~torch.isfinite(tensor)).sum())
+            bad = _nonfinite_count(tensor)
             if bad:
                 audit.nonfinite.append(f"{where}: {bad} of {tensor.numel()} values are NaN or Inf")
     if ckpt.format in FULL_WEIGHT_FORMATS:
         audit.missing = _unfilled_parameters(model.components(), reached)
     return audit
+
+
+def _nonfinite_count(tensor) -> int:
+    """NaN and Inf values in ``tensor``, counted in slices so the mask never costs more than CHUNK bytes
+    (a whole-tensor mask of UMT5-XXL's embedding would be 1 GB on the GPU, at load)."""
+    import torch
+
+    flat = tensor.detach().reshape(-1)
+    with torch.no_grad():
+        return sum(int((~torch.isfinite(flat[i:i + CHUNK])).sum()) for i in range(0, flat.numel(), CHUNK))
 
 
 def _identity(tensor) -> tuple:
