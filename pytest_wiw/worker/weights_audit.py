@@ -31,9 +31,11 @@ class WeightAudit:
     missing: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The findings for the ready message, each list cut at LIST_AT_MOST. ``unmapped`` is left out:
+        the ready message carries it whole as ``unmapped_keys``."""
         return {kind: items[:LIST_AT_MOST] + ([f"... and {len(items) - LIST_AT_MOST} more"]
                                               if len(items) > LIST_AT_MOST else [])
-                for kind, items in asdict(self).items()}
+                for kind, items in asdict(self).items() if kind != "unmapped"}
 
 
 def audit_weights(model, ckpt, index) -> WeightAudit:
