@@ -44,8 +44,9 @@ def video_diff(a: np.ndarray, b: np.ndarray) -> VideoDiff:
     # argmax of a mask finds the first difference without listing them all (np.argwhere on a 480x832
     # video that differs everywhere built a 0.8 GB index array and took seconds).
     first = tuple(int(i) for i in np.unravel_index(int(np.argmax(d != 0)), d.shape)) if differing else None
-    d32 = d.astype(np.int32)
-    mse = float(np.dot(d32.ravel(), d32.ravel())) / max(d.size, 1)
+    # int64: a real-size video holds 20M values and unrelated ones square-sum to ~1e11, far past int32.
+    d64 = d.ravel().astype(np.int64)
+    mse = float(np.dot(d64, d64)) / max(d.size, 1)
     psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-    return VideoDiff(mean_abs=float(d.mean()), max_abs=int(d.max()) if d.size else 0, differing=differing,
+    return VideoDiff(mean_abs=float(d.mean(dtype=np.float64)), max_abs=int(d.max()) if d.size else 0, differing=differing,
                      total=int(d.size), first_at=first, psnr_db=psnr)
