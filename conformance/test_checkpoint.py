@@ -2,9 +2,11 @@
 
 import pytest
 
-from pytest_wiw.assertions import checkpoint_of, fail, frames_of, record, require
+from pytest_wiw import judgements
+from pytest_wiw.assertions import checkpoint_of, fail, record, require, require_upstream
 from pytest_wiw.errors import CheckpointError
 from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
+from pytest_wiw.worker.client import WorkerError
 
 # How many offending tensor names a message lists before it says "and N more".
 LIST_AT_MOST = 5
@@ -53,10 +55,15 @@ def test_checkpoint_readable(wm, wiw_record):
 def test_checkpoint_loads(wm, wiw_record):
     """The worker reaches ready; every checkpoint tensor lands in the running model with its shape and kind
     of dtype and finite values; no parameter of a component it loads is left unfilled."""
-    ready = require(wm.ready, "loading")
+    try:
+        ready = wm.ready()
+    except WorkerError as exc:
+        fail(f"the worker did not load: {exc}")
     if wm.legacy_command:  # a WIW script says nothing of its load: it has loaded when it answers
-        frames_of(require(wm.floor, "loading").g1, "loading (the legacy worker's first answer)")
         record(wiw_record, wm, worker_pid=ready["pid"])
+        cause = judgements.loaded(wm)
+        if cause:
+            fail(cause)
         return
     record(wiw_record, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
            load_seconds=round(ready["load_seconds"], 3),
@@ -76,6 +83,7 @@ def test_checkpoint_loads(wm, wiw_record):
 def test_checkpoint_applied(wm, wiw_record):
     """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding)."""
     skip_if_legacy(wm)
+    require_upstream(wm, "checkpoint applied")
     ready = require(wm.ready, "the running weights")
     ckpt = checkpoint_of(wm, "the running weights")
     keys = ready["fingerprint_keys"]

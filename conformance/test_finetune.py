@@ -2,15 +2,16 @@
 
 import pytest
 
-from pytest_wiw.assertions import diff_of, fail, frames_of, record, require
+from pytest_wiw.assertions import diff_of, fail, frames_of, record, require, require_upstream
 
 
 @pytest.mark.wm_check("differs from zero-shot", ft_only=True)
 def test_differs_from_zero_shot(wm, wiw_session, wiw_record):
     """FT vs its zero-shot base on the identical request and seed: mean |diff| at least --wm-min-diff."""
+    require_upstream(wm, "differs from zero-shot")
     floor = require(wm.floor, "the FT vs zero-shot difference")
-    ft = frames_of(floor.g1, "the FT vs zero-shot difference")
-    zero = frames_of(floor.z, "the FT vs zero-shot difference")
+    zero = frames_of(floor.z, "differs from zero-shot")
+    ft = frames_of(floor.g1, "differs from zero-shot")
     diff = diff_of(ft, zero, "differs from zero-shot")
     record(wiw_record, wm, **diff.metrics("baseline_diff"))
     needed = wiw_session.selection.min_diff
@@ -27,14 +28,15 @@ def test_honest_baseline(wm, wiw_session, wiw_record):
     if not wiw_session.selected(base):
         pytest.skip(f"needs the base wm_type in the same session: add --wm {base}")
     base_wm = wiw_session.subject(base)
+    require_upstream(wm, "honest baseline")
     ft_gen = require(wm.ready, "the honest baseline")["generation"]
     base_gen = require(base_wm.ready, "the honest baseline")["generation"]
     if ft_gen != base_gen:
         changed = {k: (ft_gen[k], base_gen[k]) for k in ft_gen if ft_gen[k] != base_gen.get(k)}
         fail(f"{wm.spec.name} and {base} generate at different settings (FT, base): {changed}: the FT and "
              "zero-shot outputs would be compared at different resolutions or frame counts")
-    zero = frames_of(require(wm.floor, "the honest baseline").z, "the honest baseline")
-    own = frames_of(require(base_wm.floor, "the honest baseline").g1, "the honest baseline")
+    zero = frames_of(require(wm.floor, "the honest baseline").z, "honest baseline")
+    own = frames_of(require(base_wm.floor, "the honest baseline").g1, "honest baseline")
     diff = diff_of(zero, own, "honest baseline")
     record(wiw_record, wm, honest_baseline_max_abs=diff.max_abs)
     tol = wm.spec.tolerances.determinism_max_abs

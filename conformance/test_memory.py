@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_wiw.assertions import fail, record, require
+from pytest_wiw.assertions import fail, record, require, require_upstream
 
 MIB = 2**20
 # Host RSS wobbles as the allocator warms up; a leak of real outputs (tens of MiB per call at real
@@ -23,6 +23,7 @@ def _growth(samples, bound):
 @pytest.mark.wm_check("memory stable")
 def test_memory_stable(wm, wiw_record):
     """Host RSS and GPU memory after G1, G2, G3 (and Z) stay within a bound (no extra generations)."""
+    require_upstream(wm, "memory stable")
     floor = require(wm.floor, "memory stability")
     replies = [g.reply for g in (floor.g1, floor.g2, floor.g3, floor.z)
                if g is not None and g.reply.get("memory") and not g.reply.get("cached")]

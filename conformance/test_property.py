@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pytest_wiw.assertions import fail, record, require
+from pytest_wiw.assertions import fail, record, require, require_upstream
 from pytest_wiw.pool import RequestRejected
 from pytest_wiw.request import GenerationRequest
 from pytest_wiw.worker.client import WorkerError
@@ -38,34 +38,57 @@ def valid_requests(draw, wm_type: str, tasks, max_batch: int, max_image_side: in
 
 @pytest.mark.wm_check("property: contract holds")
 def test_property_contract_holds(wm, wiw_session, wiw_record):
-    """Every drawn request gets uint8 (B, T, 3, H, W) at the declared size, not constant."""
+    """Every drawn request gets uint8 (B, T, 3, H, W) at the declared size, not constant.
+
+    Hypothesis draws the requests; the first example that breaks the contract, or on which the worker fails
+    or dies, is reported as drawn, with its request, seed and the worker's last log lines. Examples are not
+    shrunk or replayed: each one is a generation (minutes on a real checkpoint), and a worker that died on
+    one is a different worker when replayed, which hypothesis would only report as flaky.
+    """
+    require_upstream(wm, "property: contract holds")
     budget = wiw_session.max_examples(wm)
     if budget == 0:
         pytest.skip("--wm-max-examples 0")
     handle = wm.worker()
     gen = require(wm.ready, "the property check")["generation"]
+    tasks = wm.tasks()
     expected_tail = (gen["num_output_frames"], 3, gen["out_height"], gen["out_width"])
-    examples = []
+    examples, failures = [], []
 
     @settings(max_examples=budget, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(request=valid_requests(wm.spec.name, wm.tasks(), wm.max_batch, wm.spec.max_image_side,
-                                  wm.spec.max_actions))
+              suppress_health_check=list(HealthCheck), phases=(Phase.explicit, Phase.generate))
+    @given(request=valid_requests(wm.spec.name, tasks, wm.max_batch, wm.spec.max_image_side, wm.spec.max_actions))
     def contract_holds(request):
+        if failures:
+            return  # one failing example is the verdict; no more generations are spent after it
         examples.append(request)
-        try:
-            frames, _ = handle.generate(request)
-            wm.property_examples += 1  # a generation ran (rejections cost nothing and are not counted)
-        except RequestRejected as exc:
-            fail(f"a valid request was rejected: {exc} (batch {request.batch_size}, task {request.task_type}, "
-                 f"images {request.images.shape}, actions {request.actions!r}, seed {request.seed!r})")
-        except WorkerError as exc:
-            fail(f"the worker failed on a valid request ({request.task_type}, images {request.images.shape}, "
-                 f"actions {request.actions!r}): {exc}")
-        assert frames.dtype == np.uint8 and tuple(frames.shape) == (request.batch_size, *expected_tail), (
-            f"output {frames.dtype} {tuple(frames.shape)} for a batch of {request.batch_size} with images "
-            f"{request.images.shape}; expected uint8 {(request.batch_size, *expected_tail)}")
-        assert frames.min() != frames.max(), "constant output"
+        problem = _contract_problem(handle, wm, request, expected_tail)
+        if problem:
+            failures.append(f"{problem}\n  example {len(examples)}: {_describe(request)}")
 
     contract_holds()
-    record(wiw_record, wm, property_examples=len(examples))
+    record(wiw_record, wm, property_examples=len(examples), property_tasks=",".join(tasks))
+    if failures:
+        fail(failures[0])
+
+
+def _contract_problem(handle, wm, request: GenerationRequest, expected_tail: tuple) -> str | None:
+    """What is wrong with the worker's answer to one valid request, or None."""
+    try:
+        frames, _ = handle.generate(request)
+        wm.property_examples += 1  # a generation ran (rejections cost nothing and are not counted)
+    except RequestRejected as exc:
+        return f"a valid request was rejected: {exc}"
+    except WorkerError as exc:
+        return f"the worker failed on a valid request: {exc}"
+    expected = (request.batch_size, *expected_tail)
+    if frames.dtype != np.uint8 or tuple(frames.shape) != expected:
+        return f"output {frames.dtype} {tuple(frames.shape)}; expected uint8 {expected}"
+    if frames.min() == frames.max():
+        return "constant output"
+    return None
+
+
+def _describe(request: GenerationRequest) -> str:
+    return (f"batch {request.batch_size}, task {request.task_type}, images {request.images.shape}, "
+            f"actions {request.actions!r}, seed {request.seed!r}")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pytest_wiw.assertions import fail, require
+from pytest_wiw.assertions import fail, require, require_upstream
 from pytest_wiw.pool import RequestRejected
-from pytest_wiw.worker.client import WorkerError
+from pytest_wiw.worker.client import WorkerDied, WorkerError
 
 
 def bad_requests(header: dict, images: np.ndarray, spec):
@@ -35,10 +35,12 @@ def bad_requests(header: dict, images: np.ndarray, spec):
 @pytest.mark.wm_check("bad request rejected")
 def test_bad_request_rejected(wm):
     """Wrong dtype or shape, empty batch, unknown action, sizes beyond the spec's limits, name mismatch ->
-    an error naming the field."""
+    an error naming the field. A worker that dies on one is reported for it and started again for the rest."""
+    require_upstream(wm, "bad request rejected")
     handle = wm.worker()
     header, arrays = require(wm.reference_request, "bad requests").to_wire()
     before = require(handle.stats, "bad requests")["generations"]
+    restarts_before = len(handle.restarts)
     problems = []
     for what, field, bad_header, bad_arrays in bad_requests(header, arrays["images"], wm.spec):
         try:
@@ -47,13 +49,27 @@ def test_bad_request_rejected(wm):
             if field not in (exc.reply.get("message") or ""):
                 problems.append(f"{what}: rejected, but the message does not name {field!r}: {exc}")
         except WorkerError as exc:
-            fail(f"{what}: the worker died instead of replying with an error: {exc}")
+            ended, lines = _death(exc)
+            problems.append(f"{what}: {ended} on a request with {what} instead of replying with an error; {lines}")
         else:
             hint = (" (WIW's manager compared a name sliced per item; the name must be compared whole)"
                     if field == "request_model_name" else "")
             problems.append(f"{what}: accepted and generated a video; expected an error naming {field!r}{hint}")
     after = require(handle.stats, "bad requests (is the worker still serving?)")["generations"]
+    if len(handle.restarts) > restarts_before:
+        before = 0  # the worker counting now was started after a death; it has served only bad requests
     if problems:
         fail("invalid requests were not rejected properly:\n  - " + "\n  - ".join(problems))
     if after != before:
         fail(f"{after - before} generation(s) ran for invalid requests: validation must come before generating")
+
+
+def _death(exc: WorkerError) -> tuple[str, str]:
+    """What the worker did instead of replying, and its last log lines."""
+    if not isinstance(exc, WorkerDied):
+        return "the worker failed", str(exc)
+    how = exc.how
+    if how.startswith("exited with status "):
+        how = f"exited (status {how.removeprefix('exited with status ')})"
+    lines = "\n      ".join(exc.log_tail) if exc.log_tail else "(its log is empty)"
+    return f"the worker process {how}", f"its last log lines:\n      {lines}"

@@ -1,4 +1,4 @@
-"""Helpers the conformance checks share: clean failures, required inputs, and recorded figures."""
+"""Helpers the conformance checks share: clean failures, blocked checks, required inputs, recorded figures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from .compare import VideoDiff, video_diff
-from .subject import Generation, GenerationUnavailable, WMSubject
+from .dependencies import blocked_reason, upstream_chain
+from .subject import Generation, GenerationUnavailable, WMSubject, WorkerNotReady
 from .worker.client import WorkerError
 
 
@@ -17,10 +18,29 @@ def fail(message: str) -> NoReturn:
     pytest.fail(message, pytrace=False)
 
 
+def blocked(upstream: str, cause: str) -> NoReturn:
+    """Report the check as blocked by ``upstream`` (a skip the report counts as ``blocked``, not passed)."""
+    pytest.skip(blocked_reason(upstream, cause))
+
+
+def require_upstream(wm: WMSubject, check: str) -> None:
+    """Block ``check`` when a check its inputs come from fails (pytest_wiw.dependencies.UPSTREAM)."""
+    from .judgements import JUDGEMENTS
+
+    for upstream in upstream_chain(check):
+        judge = JUDGEMENTS.get(upstream)
+        cause = judge(wm) if judge else None
+        if cause:
+            blocked(upstream, cause)
+
+
 def require(fn: Callable[[], object], what: str):
-    """Run ``fn``; a failed load or generation fails the check saying what was needed."""
+    """Run ``fn``; a worker that never loaded blocks the check, a failed generation or a worker that died
+    on this check's own call fails it, saying what was needed."""
     try:
         return fn()
+    except WorkerNotReady as exc:
+        blocked("checkpoint loads", str(exc))
     except (WorkerError, GenerationUnavailable) as exc:
         fail(f"cannot check {what}: {exc}")
 
@@ -35,10 +55,17 @@ def checkpoint_of(wm: WMSubject, what: str):
         fail(f"checkpoint unreadable: {exc}")
 
 
-def frames_of(gen: Generation | None, what: str) -> np.ndarray:
+def frames_of(gen: Generation | None, check: str) -> np.ndarray:
+    """The frames of a floor generation ``check`` needs. When the generation failed, the check that sent it
+    (its owner) fails naming the request; any other check is blocked by the owner."""
     if gen is None:
-        fail(f"cannot check {what}: the generation was not run")
-    return require(gen.require, what)
+        fail(f"cannot check {check}: the generation was not run")
+    if gen.frames is not None:
+        return gen.frames
+    cause = f"{gen.label} failed: {gen.error}"
+    if gen.owner and gen.owner != check:
+        blocked(gen.owner, cause)
+    fail(cause)
 
 
 def diff_of(a: np.ndarray, b: np.ndarray, what: str) -> VideoDiff:

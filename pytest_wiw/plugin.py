@@ -280,10 +280,33 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         for wm_type, entry in sorted(summaries.items()):
             terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} "
                                         f"generation call(s), {entry['property_examples']} property example(s)")
+            for why in entry.get("restarts") or []:
+                terminalreporter.write_line(f"{wm_type}: worker started again after it {why}")
+    causes = _root_causes(terminalreporter)
+    if causes:
+        terminalreporter.section("wiw: root causes (blocked checks follow from these)")
+        for line in causes:
+            terminalreporter.write_line(line)
     paths = config.stash.get(_REPORT_PATHS_KEY, None)
     if paths:
         terminalreporter.write_line(f"wiw: report written to {Path(paths[-1]).parent} "
                                     f"({', '.join(p.name for p in paths)})")
+
+
+def _root_causes(terminalreporter) -> list[str]:
+    """One line per failed conformance check: ``wm_type / check: first line of its message``."""
+    from .report import _TEST_ID
+
+    lines = []
+    for report in terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", []):
+        match = _TEST_ID.search(getattr(report, "nodeid", ""))
+        if not match or not any(key == "wm_type" for key, _ in getattr(report, "user_properties", ())):
+            continue  # not a conformance check (pytest_itemcollected tags those with their wm_type)
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = (crash.message if crash else str(report.longrepr)).strip()
+        first = text.splitlines()[0].removeprefix("Failed: ") if text else "failed"
+        lines.append(f"{match['wm']} / {match['test'][len('test_'):].replace('_', ' ')}: {first}")
+    return lines
 
 
 class _ReportHooks:

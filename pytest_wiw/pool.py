@@ -1,6 +1,7 @@
 """The session's worker pool: one worker process per (wm_type, checkpoint, device), started on first use.
 
-A worker loads once and serves every check of the session; a worker that failed to load is not
+A worker loads once and serves every check of the session; one that dies after it was ready is started
+again for the checks that remain (WorkerHandle), one that failed to load is not
 restarted (every check that needs it reports the same failure). ``close_all`` ends every process
 group; it runs at session end, on Ctrl-C, and at interpreter exit.
 """
@@ -22,6 +23,9 @@ from .registry import GenerationDefaults, WMSpec
 from .request import GenerationRequest
 from .worker.client import WorkerError, WorkerProcess
 
+# A worker that died after it was ready is started again at most this often per session: once per cause is
+# the intent; a worker that dies on every request would otherwise be reloaded for every check.
+MAX_RESTARTS = 3
 # cuBLAS needs a fixed workspace for deterministic results (CUDA's documented setting).
 CUBLAS_WORKSPACE = ":4096:8"
 
@@ -65,9 +69,15 @@ class RequestRejected(Exception):
 
 
 class WorkerHandle:
-    """A started worker: its ``ready`` report, and calls that count what they cost."""
+    """A started worker: its ``ready`` report, and calls that count what they cost.
 
-    def __init__(self, key: WorkerKey, spec: WMSpec, process: WorkerProcess | None, settings: PoolSettings):
+    A worker that dies or hangs after it was ready is started again, at most MAX_RESTARTS times, when a
+    later check needs it: the call that killed it fails, the checks after it still judge the model.
+    Each restart is one more load, counted with its reason. A worker that never got ready is not retried.
+    """
+
+    def __init__(self, key: WorkerKey, spec: WMSpec, process: WorkerProcess | None, settings: PoolSettings,
+                 launch=None):
         self.key = key
         self.spec = spec
         self.process = process
@@ -75,6 +85,10 @@ class WorkerHandle:
         self.ready: dict | None = None
         self.failure: str | None = None
         self.generation_calls = 0
+        self.loads = 1 if process is not None else 0
+        #: why the worker was started again, one entry per restart
+        self.restarts: list[str] = []
+        self._launch = launch  # () -> (process, ready, failure): starts a fresh process of this worker
 
     def generate(self, request: GenerationRequest, variant: str = "ft") -> tuple[np.ndarray, dict]:
         """Frames and the reply header; RequestRejected for an error reply, WorkerError if it died."""
@@ -83,8 +97,7 @@ class WorkerHandle:
 
     def generate_raw(self, request_header: dict, arrays: dict, variant: str = "ft") -> tuple[np.ndarray, dict]:
         """Send a request as given, unvalidated (the bad-request check uses this)."""
-        if self.failure:
-            raise WorkerError(self.failure)
+        self._revive_if_stopped()
         reply, out = self.process.request({"type": "generate", "variant": variant, "request": request_header},
                                           arrays, self.settings.request_timeout,
                                           f"while generating ({self.key.wm_type}, {variant})")
@@ -97,10 +110,29 @@ class WorkerHandle:
         return out["frames"], reply
 
     def stats(self) -> dict:
-        if self.failure:
-            raise WorkerError(self.failure)
+        self._revive_if_stopped()
         reply, _ = self.process.request({"type": "stats"}, None, self.settings.request_timeout, "answering stats")
         return reply
+
+    def _revive_if_stopped(self) -> None:
+        """Start the worker again if it died or was stopped since it was ready (WorkerError if it may not be)."""
+        if self.failure:
+            raise WorkerError(self.failure)
+        process = self.process
+        if not process.stopped_because and process.proc.poll() is None:
+            return
+        cause = process.stopped_because or f"exited with status {process.proc.returncode}"
+        if self._launch is None or len(self.restarts) >= MAX_RESTARTS:
+            raise WorkerError(f"{process.label}: the worker {cause}; it was already started again "
+                              f"{len(self.restarts)} time(s) this session, so it is not restarted again")
+        process.kill(cause)
+        self.restarts.append(cause)
+        self.loads += 1
+        self.process, ready, failure = self._launch()
+        if failure is not None:
+            self.failure = f"restarted after it {cause}, the worker failed to load again: {failure}"
+            raise WorkerError(self.failure)
+        self.ready = {**ready, "restarted_because": list(self.restarts)}
 
 
 class WorkerPool:
@@ -108,7 +140,6 @@ class WorkerPool:
         self.settings = settings
         self.on_progress = on_progress  # (label, progress frame) -> None, for the terminal
         self.handles: dict[WorkerKey, WorkerHandle] = {}
-        self.loads = 0
         self.log_dir = Path(tempfile.mkdtemp(prefix="pytest-wiw-logs-"))
         atexit.register(self.close_all)
 
@@ -119,9 +150,19 @@ class WorkerPool:
         return self.handles[key]
 
     def _start(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None) -> WorkerHandle:
+        def launch():
+            return self._launch(key, spec, base_spec)
+
+        process, ready, failure = launch()
+        handle = WorkerHandle(key, spec, process, self.settings, launch=launch)
+        handle.ready, handle.failure = ready, failure
+        return handle
+
+    def _launch(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None):
+        """Start one worker process: (process or None, its ready report or None, why it failed or None)."""
         device, env = device_environment(self.settings.device, self.settings.worker_index, self.settings.threads)
         if spec.name in self.settings.worker_cmds:
-            return self._start_legacy(key, spec, env)
+            return self._launch_legacy(spec, env)
         config = {
             "spec": spec.to_dict(), "base_spec": base_spec.to_dict() if base_spec else None,
             "ckpt": key.ckpt, "base_ckpt": key.base_ckpt, "device": device, "dtype": self.settings.dtype,
@@ -134,50 +175,43 @@ class WorkerPool:
         try:
             process = WorkerProcess.start(self.settings.python, config, env, log, label)
         except OSError as exc:
-            handle = WorkerHandle(key, spec, None, self.settings)
-            handle.failure = f"{label}: could not start {self.settings.python!r}: {exc}"
-            return handle
+            return None, None, f"{label}: could not start {self.settings.python!r}: {exc}"
         process.on_progress = self.on_progress
-        handle = WorkerHandle(key, spec, process, self.settings)
-        self.loads += 1
         try:
             reply, _ = process.receive(self.settings.load_timeout, "while loading the checkpoint")
         except WorkerError as exc:
-            handle.failure = str(exc)
-            return handle
+            return process, None, str(exc)
         if reply["type"] == "ready":
-            handle.ready = reply
-        else:
-            handle.failure = (f"{label} failed to load: {reply.get('error_type')}: {reply.get('message')}"
-                              f"\n{reply.get('traceback', '')}{process.log_tail_text()}")
-            process.kill("failed to load")
-        return handle
+            return process, reply, None
+        process.kill("failed to load")
+        return process, None, (f"{label} failed to load: {reply.get('error_type')}: {reply.get('message')}"
+                               f"\n{reply.get('traceback', '')}{process.log_tail_text()}")
 
-    def _start_legacy(self, key: WorkerKey, spec: WMSpec, env: dict[str, str]) -> WorkerHandle:
+    def _launch_legacy(self, spec: WMSpec, env: dict[str, str]):
         """A WIW worker script through the legacy adapter: ready as soon as it runs."""
-        from .worker.legacy import LegacyWorkerProcess, legacy_ready
+        from .worker.legacy import LegacyWorkerProcess, command_settings, command_task, legacy_ready
 
         command = self.settings.worker_cmds[spec.name]
         label = f"legacy worker {spec.name} ({command})"
-        handle = WorkerHandle(key, spec, None, self.settings)
         try:
-            generation = legacy_generation(spec, self.settings.options)
+            generation = legacy_generation(spec, {**self.settings.options,
+                                                  **command_settings(command, self.settings.options)})
+            task, task_source = command_task(command, self.settings.options)
             process = LegacyWorkerProcess(command, env, self.log_dir / f"{spec.name}.log", label, spec=spec)
         except (OSError, ValueError) as exc:
-            handle.failure = f"{label}: could not start: {exc}"
-            return handle
-        self.loads += 1
-        handle.process = process
-        handle.ready = legacy_ready(spec.name, process.proc.pid, generation.to_dict())
-        return handle
+            return None, None, f"{label}: could not start: {exc}"
+        ready = legacy_ready(spec.name, process.proc.pid, generation.to_dict(), task, task_source)
+        ready["notes"] += process.notes
+        return process, ready, None
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Worker loads and generation calls per wm_type: what the session cost (DESIGN §9)."""
+        """Worker loads, generation calls and restarts per wm_type: what the session cost (DESIGN §9)."""
         out: dict[str, dict[str, int]] = {}
         for key, handle in self.handles.items():
-            entry = out.setdefault(key.wm_type, {"loads": 0, "generations": 0})
-            entry["loads"] += 1 if handle.process is not None else 0
+            entry = out.setdefault(key.wm_type, {"loads": 0, "generations": 0, "restarts": []})
+            entry["loads"] += handle.loads
             entry["generations"] += handle.generation_calls
+            entry["restarts"] += handle.restarts
         return out
 
     def close_all(self) -> None:
@@ -189,7 +223,7 @@ class WorkerPool:
 
 def legacy_generation(spec: WMSpec, options: dict) -> GenerationDefaults:
     """What a legacy worker is expected to produce: the spec's defaults or, for a type registered
-    without any, the sizes given with --wm-opt."""
+    without any, the sizes given; ``options`` holds --wm-opt and the sizes in the worker command."""
     from .worker.server import effective_generation
 
     if spec.defaults is not None:
@@ -198,7 +232,7 @@ def legacy_generation(spec: WMSpec, options: dict) -> GenerationDefaults:
     missing = [k for k in needed if k not in options]
     if missing:
         raise ValueError(f"{spec.name} has no registered generation defaults: give "
-                         + " ".join(f"--wm-opt {k}=N" for k in missing))
+                         + " ".join(f"--{k}=N" for k in missing) + " in the worker command (or --wm-opt)")
     return effective_generation(GenerationDefaults(**{k: int(options[k]) for k in needed}), [], options)
 
 

@@ -13,6 +13,8 @@ import json
 import re
 from pathlib import Path
 
+from .dependencies import is_blocked
+
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")
 _TEST_ID = re.compile(r"::(?P<test>test_\w+)\[(?P<wm>[^\]]+)\]")
@@ -71,6 +73,7 @@ class ReportCollector:
             "verdict": verdict(checks), "checkpoint": checkpoint, "worker_failure": worker.get("worker_failure"),
             "base_checkpoint": worker.get("base_checkpoint"), "environment": worker.get("environment", {}),
             "generation": worker.get("generation"), "notes": worker.get("notes", []),
+            "tasks": worker.get("tasks"), "restarts": worker.get("restarts", []),
             "expected_failures": {**spec.expected_failures,
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
             "checks": checks, "figures": figures,
@@ -84,7 +87,9 @@ def _outcome(report) -> str:
     if report.failed:  # a strict XPASS is a failed call too
         return "failed" if report.when == "call" else "error"
     if report.skipped:
-        return "xfailed" if hasattr(report, "wasxfail") else "skipped"
+        if hasattr(report, "wasxfail"):
+            return "xfailed"
+        return "blocked" if is_blocked(_message(report)) else "skipped"
     return "passed"
 
 
@@ -101,9 +106,9 @@ def _message(report) -> str:
 
 
 def verdict(checks: list[dict]) -> str:
-    """failed if any check failed or errored; passed if any passed; else skipped."""
+    """failed if any check failed, errored or was blocked; passed if any passed; else skipped."""
     outcomes = {c["outcome"] for c in checks}
-    if outcomes & {"failed", "error"}:
+    if outcomes & {"failed", "error", "blocked"}:
         return "failed"
     if outcomes & {"passed", "xfailed"}:
         return "passed"
@@ -124,7 +129,7 @@ def write_reports(reports: dict[str, dict], out_dir: Path) -> list[Path]:
     return written
 
 
-_SYMBOL = {"passed": "✅", "failed": "❌", "error": "❌", "skipped": "➖", "xfailed": "⚠️"}
+_SYMBOL = {"passed": "✅", "failed": "❌", "error": "❌", "skipped": "➖", "xfailed": "⚠️", "blocked": "⛔"}
 
 
 def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
@@ -133,7 +138,12 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
     checks = sorted({c["name"] for r in reports for c in r["checks"]})
     failed = [r["wm_type"] for r in reports if r["verdict"] == "failed"]
     lines = ["# pytest-wiw conformance report", "",
-             f"**{len(reports)} wm_type(s), {len(failed)} failed**" + (f": {', '.join(failed)}" if failed else ""), "",
+             f"**{len(reports)} wm_type(s), {len(failed)} failed**" + (f": {', '.join(failed)}" if failed else ""), ""]
+    causes = root_causes(reports)
+    if causes:
+        lines += ["## Root causes", ""] + [f"- {line}" for line in causes] + [
+            "", "(⛔ blocked: a check whose inputs come from a failed check; it is judged once that one passes)", ""]
+    lines += [
              "| check | " + " | ".join(r["wm_type"] for r in reports) + " |",
              "| --- |" + " --- |" * len(reports)]
     for check in checks:
@@ -153,12 +163,12 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         lines.append(f"| {r['wm_type']} | {Path(ckpt.get('path', '-')).name} {sha} | {f['loads']} | "
                      f"{f['generations']} | {f.get('load_seconds', '-')} | {f.get('seconds_per_generation', '-')} "
                      f"| {diff} |")
-    problems = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] in ("failed", "error")]
-    if problems:
-        lines += ["", "## Failures", ""]
-        for wm_type, c in problems:
-            first = c["message"].strip().splitlines()[0] if c["message"].strip() else ""
-            lines.append(f"- **{wm_type}** / {c['name']}: {first}")
+    blocked = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] == "blocked"]
+    if blocked:
+        lines += ["", "## Blocked checks", ""] + [f"- **{w}** / {c['name']}: {c['message']}" for w, c in blocked]
+    restarted = [(r["wm_type"], why) for r in reports for why in r.get("restarts", [])]
+    if restarted:
+        lines += ["", "## Worker restarts", ""] + [f"- **{w}**: started again after it {why}" for w, why in restarted]
     xfails = [(r["wm_type"], k, v) for r in reports for k, v in r["expected_failures"].items()]
     if xfails:
         lines += ["", "## Expected failures", ""] + [f"- **{w}** / {k}: {v}" for w, k, v in xfails]
@@ -166,6 +176,17 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         if r["wm_type"] in pngs:
             lines += ["", f"![{r['wm_type']}]({r['wm_type']}.png)"]
     return "\n".join(lines) + "\n"
+
+
+def root_causes(reports: list[dict]) -> list[str]:
+    """One line per failed check (not blocked ones): what a reviewer fixes first."""
+    out = []
+    for r in reports:
+        for c in r["checks"]:
+            if c["outcome"] in ("failed", "error"):
+                first = c["message"].strip().splitlines()[0] if c["message"].strip() else c["outcome"]
+                out.append(f"**{r['wm_type']}** / {c['name']}: {first}")
+    return out
 
 
 def merge_report_dirs(dirs: list[Path]) -> dict[str, dict]:

@@ -39,8 +39,8 @@ class WiwSession:
         counts = self.pool.counts()
         out = {}
         for name, subject in self.subjects.items():
-            count = counts.get(name, {"loads": 0, "generations": 0})
-            out[name] = {**subject.summary(), "loads": count["loads"],
+            count = counts.get(name, {"loads": 0, "generations": 0, "restarts": []})
+            out[name] = {**subject.summary(), "loads": count["loads"], "restarts": count["restarts"],
                          "generations": count["generations"] - subject.property_examples,
                          "property_examples": subject.property_examples}
             if report_dir is not None:

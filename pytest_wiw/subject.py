@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .checkpoint import Checkpoint, open_checkpoint
+from .dependencies import OWNERS
 from .errors import CheckpointError
 from .pool import RequestRejected, WorkerHandle, WorkerPool
 from .registry import WMSpec
@@ -44,6 +45,10 @@ class Generation:
     frames: np.ndarray | None = None
     error: str | None = None
     reply: dict = field(default_factory=dict)
+    #: the check that sends this request (pytest_wiw.dependencies.OWNERS); others that need it are blocked by it
+    owner: str | None = None
+    #: the worker died or hung on this request (rather than rejecting it)
+    died: bool = False
 
     def require(self) -> np.ndarray:
         if self.frames is None:
@@ -53,6 +58,10 @@ class Generation:
 
 class GenerationUnavailable(Exception):
     """A check's input generation failed; the check fails with this message."""
+
+
+class WorkerNotReady(WorkerError):
+    """The worker never reached ``ready``: every check that needs it is blocked by ``checkpoint loads``."""
 
 
 class ResultStore:
@@ -76,6 +85,7 @@ class ResultStore:
                 gen.error = f"the worker rejected it: {exc.reply.get('error_type')}: {exc}"
             except WorkerError as exc:
                 gen.error = str(exc)
+                gen.died = True
             self._results[key] = gen
         return self._results[key]
 
@@ -152,10 +162,10 @@ class WMSubject:
         return self._handle
 
     def ready(self) -> dict:
-        """The worker's ``ready`` report; WorkerError when it failed to load."""
+        """The worker's ``ready`` report; WorkerNotReady when it failed to load."""
         handle = self.worker()
         if handle.ready is None:
-            raise WorkerError(handle.failure or "worker did not report ready")
+            raise WorkerNotReady(handle.failure or "worker did not report ready")
         return handle.ready
 
     # -- requests and the floor -----------------------------------------------------------------
@@ -185,6 +195,10 @@ class WMSubject:
                 g2 = self.store.run(handle, r.with_seed(s2), "ft", f"G2 (R, seed {s2}, alone: --wm-max-batch 1)")
             g3 = self.store.run(handle, r, "ft", "G3 (R, seed s, after G2)", repeat=1)
             z = self._zero_shot(handle, r) if self.spec.is_ft else None
+            g2_owner = OWNERS["G2"] if self.max_batch >= 2 else "seed sensitivity"
+            for gen, owner in ((g1, OWNERS["G1"]), (g2, g2_owner), (g3, OWNERS["G3"]), (z, OWNERS["Z"])):
+                if gen is not None:
+                    gen.owner = owner
             self._floor = Floor(g1, g2, g3, z)
         return self._floor
 
@@ -220,7 +234,7 @@ class WMSubject:
             notes += [n for n in gen.reply.get("notes", []) if n not in notes]
         return {"checkpoint": ready.get("ckpt"), "base_checkpoint": ready.get("base_ckpt"),
                 "environment": ready.get("environment", {}), "generation": ready.get("generation"), "notes": notes,
-                "legacy_command": self.legacy_command}
+                "legacy_command": self.legacy_command, "tasks": ready.get("tasks") or list(self.spec.tasks)}
 
     def _floor_generations(self) -> list[Generation]:
         if self._floor is None:

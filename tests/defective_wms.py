@@ -336,6 +336,8 @@ _copy("svd-hangs", "svd", "SlowSVD")
 # on the other xdist worker.
 _copy("svd-forks-and-hangs", "svd", "ForkingSlowSVD")
 _copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
+# A second svd name, for the seeded variant of the WIW-style worker script (tests/wiw_workers/wiw_svd_worker.py)
+_copy("svd-wiw-seeded", "svd", "StableVideoDiffusion")
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
 _copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")
 # Declared known failures: strict xfail. The first declares true failures, the second a false one.

@@ -36,7 +36,13 @@ class WorkerError(Exception):
 
 
 class WorkerDied(WorkerError):
-    pass
+    """The worker process ended without replying: ``how`` says how (``exited with status 1``), ``log_tail``
+    holds its last log lines."""
+
+    def __init__(self, message: str, how: str = "stopped answering", log_tail: list[str] | None = None):
+        super().__init__(message)
+        self.how = how
+        self.log_tail = log_tail or []
 
 
 class WorkerTimeout(WorkerError):
@@ -138,7 +144,8 @@ class WorkerProcess:
         cause = describe_exit(code)
         hint = " (a wrapper that calls sys.exit() or os._exit(0)?)" if code == 0 else ""
         self.kill("died")
-        return WorkerDied(f"{self.label}: the worker {cause} {what}, without replying{hint}{self.log_tail_text()}")
+        return WorkerDied(f"{self.label}: the worker {cause} {what}, without replying{hint}{self.log_tail_text()}",
+                          how=cause, log_tail=self.log_tail())
 
     # -- logs and teardown -------------------------------------------------------------------
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:

@@ -1,0 +1,59 @@
+"""Which check's inputs come from which: a check whose inputs failed upstream is blocked, not failed.
+
+One graph, read by the checks through ``pytest_wiw.assertions``: a check first asks for its upstream
+checks' judgements (computed on demand from the session's result store, so the order in which pytest
+runs the checks does not matter), and is reported as *blocked by* the first upstream check that fails,
+naming that check's one-line cause. A defect then fails the one check meant for it. The static checks
+(registered, checkpoint readable, checkpoint card) depend on nothing.
+
+Floor generations have an owner too: the check that sends the request (DESIGN §9). When a generation
+fails (the worker died on it), its owner fails naming the request, and every other check that needed it
+is blocked by the owner.
+"""
+
+from __future__ import annotations
+
+#: check -> the checks whose verdicts its inputs depend on
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "output contract": ("checkpoint loads",),
+    "seed determinism": ("output contract",),
+    # An unseeded model gives another video at every call: batch items, call order and a second seed then
+    # differ for that reason alone, so those three say nothing until determinism holds.
+    "batch invariance": ("seed determinism",),
+    "order independence": ("seed determinism",),
+    "seed sensitivity": ("seed determinism",),
+    "differs from zero-shot": ("output contract",),
+    "honest baseline": ("output contract",),
+    "memory stable": ("checkpoint loads",),
+    "property: contract holds": ("checkpoint loads",),
+    "bad request rejected": ("checkpoint loads",),
+    "checkpoint applied": ("checkpoint loads",),
+}
+
+#: floor generation -> the check that sends it (subject.Floor); with --wm-max-batch 1, G2 is seed sensitivity's
+OWNERS = {"G1": "output contract", "G2": "batch invariance", "G3": "seed determinism", "Z": "differs from zero-shot"}
+
+BLOCKED_PREFIX = "blocked by "
+
+
+def upstream_chain(check: str) -> list[str]:
+    """Every check ``check`` depends on, root first (a check blocked by a failed load names the load,
+    not the output contract the load also blocked), each once."""
+    seen: list[str] = []
+    frontier = list(UPSTREAM.get(check, ()))
+    while frontier:
+        name = frontier.pop(0)
+        if name not in seen:
+            seen.append(name)
+            frontier.extend(UPSTREAM.get(name, ()))
+    return seen[::-1]
+
+
+def blocked_reason(upstream: str, cause: str) -> str:
+    """The skip reason of a blocked check: ``blocked by <check>: <its first line of cause>``."""
+    first = cause.strip().splitlines()[0] if cause.strip() else "failed"
+    return f"{BLOCKED_PREFIX}{upstream}: {first}"
+
+
+def is_blocked(message: str) -> bool:
+    return message.startswith(BLOCKED_PREFIX)
