@@ -3,7 +3,7 @@
 import pytest
 
 from pytest_wiw import judgements
-from pytest_wiw.assertions import checkpoint_of, fail, record, require, require_upstream
+from pytest_wiw.assertions import blocked, checkpoint_of, fail, record, require, require_upstream
 from pytest_wiw.errors import CheckpointError
 from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
 from pytest_wiw.worker.client import WorkerError
@@ -69,6 +69,12 @@ def test_checkpoint_loads(wm, wiw_record):
            load_seconds=round(ready["load_seconds"], 3),
            load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
     unmapped = ready["unmapped_keys"]
+    if unmapped and len(unmapped) == ready["tensor_count"] and not ready.get("maps_weights", True):
+        fail(f"none of the {ready['tensor_count']} checkpoint tensors can be found in the running model because "
+             f"the wrapper {wm.spec.wrapper} overrides neither components() nor running_tensor(): the suite cannot "
+             "see its weights. Return its modules, e.g.\n    def components(self):\n        return "
+             "{\"transformer\": self.pipe.transformer, \"vae\": self.pipe.vae}\nor override "
+             "running_tensor(key) for other layouts (LoRA files)")
     if unmapped:
         fail(f"{len(unmapped)} of {ready['tensor_count']} checkpoint tensors have no counterpart in the running "
              f"model (a checkpoint for another architecture, or keys the wrapper does not map):" + _listing(unmapped))
@@ -85,6 +91,9 @@ def test_checkpoint_applied(wm, wiw_record):
     skip_if_legacy(wm)
     require_upstream(wm, "checkpoint applied")
     ready = require(wm.ready, "the running weights")
+    if not ready.get("maps_weights", True):
+        blocked("checkpoint loads", f"the wrapper {wm.spec.wrapper} overrides neither components() nor "
+                                    "running_tensor(): its running weights cannot be looked up")
     ckpt = checkpoint_of(wm, "the running weights")
     keys = ready["fingerprint_keys"]
     running = {k: Fingerprint.from_dict(v) for k, v in ready["fingerprints"].items()}

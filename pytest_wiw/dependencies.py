@@ -25,7 +25,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "differs from zero-shot": ("output contract",),
     "honest baseline": ("output contract",),
     "memory stable": ("checkpoint loads",),
-    "property: contract holds": ("checkpoint loads",),
+    # A model that breaks the contract on the reference request breaks it on the drawn ones too.
+    "property: contract holds": ("output contract",),
     "bad request rejected": ("checkpoint loads",),
     "checkpoint applied": ("checkpoint loads",),
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .registry import load_registry
+from .wiw_scripts import wiw_script_rows
 
 COLUMNS = ("wm_type", "category", "base", "fine-tune", "runnable here")
 
@@ -26,4 +27,9 @@ def registry_table() -> str:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * len(COLUMNS[-1]))
     lines.append(f"\n{len(rows) - 1} wm_types registered "
                  f"({sum(1 for r in rows[1:] if r[-1] == 'yes')} runnable here)")
+    lines += ["", "WIW's own worker scripts (pytest --wm WM --wm-worker-cmd=\"COMMAND\", from a WIW checkout):"]
+    for name, command, known in wiw_script_rows():
+        lines.append(f"  {name}: {command}")
+        if known:
+            lines.append(f"      {known}")
     return "\n".join(lines)

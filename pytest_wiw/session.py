@@ -31,7 +31,8 @@ class WiwSession:
             self.subjects[wm_type] = WMSubject(
                 spec, base_spec, sel.ckpt.get(wm_type), sel.base_ckpt.get(wm_type), self.pool, self.store,
                 seed=sel.seed, max_batch=sel.max_batch, baseline_cache=self.baseline_cache,
-                allow_pickle=sel.allow_pickle)
+                allow_pickle=sel.allow_pickle,
+                declared_failures={c: r for (w, c), r in sel.expected_failures.items() if w == wm_type})
         return self.subjects[wm_type]
 
     def summaries(self, report_dir: Path | None) -> dict[str, dict]:

@@ -103,7 +103,8 @@ class WMSubject:
 
     def __init__(self, spec: WMSpec, base_spec: WMSpec | None, ckpt: str | None, base_ckpt: str | None,
                  pool: WorkerPool, store: ResultStore, seed: int, max_batch: int,
-                 baseline_cache: "BaselineCache | None" = None, allow_pickle: bool = False):
+                 baseline_cache: "BaselineCache | None" = None, allow_pickle: bool = False,
+                 declared_failures: dict[str, str] | None = None):
         self.spec = spec
         self.base_spec = base_spec
         self.ckpt_arg = ckpt
@@ -117,6 +118,8 @@ class WMSubject:
         self.baseline_cache = baseline_cache
         self.property_examples = 0  # generations of the property check, counted apart from the floor
         self.allow_pickle = allow_pickle
+        #: check -> reason, the known failures declared for this wm_type (registry and ini file)
+        self.declared_failures = {**spec.expected_failures, **(declared_failures or {})}
         self._paths: tuple[str | None, str | None] | None = None
         self.metrics: dict[str, object] = {}
 
@@ -143,8 +146,10 @@ class WMSubject:
     def checkpoint(self) -> Checkpoint:
         """The checkpoint under test, opened here (the embedded default asks the worker for its path)."""
         path = self.checkpoint_paths()[0]
-        if path is None:
-            path = self.ready()["ckpt"]["path"]
+        if path is None:  # the worker built it; a worker that failed to load still said where
+            handle = self.worker()
+            resolved = handle.process.resolved if handle.process is not None else None
+            path = resolved["ckpt"] if resolved else self.ready()["ckpt"]["path"]
         return open_checkpoint(path)
 
     def worker(self) -> WorkerHandle:

@@ -52,6 +52,7 @@ class WorldModel(ABC):
         #: The tasks this loaded checkpoint serves (a subset of the spec's: an igen checkpoint's UNet
         #: takes navigation or manipulation actions, not both). The suite draws requests from these.
         self.tasks: tuple[str, ...] = tuple(spec.tasks)
+        self._worldmodel_initialised = True
 
     # -- what a wrapper must provide -------------------------------------------------------
     @abstractmethod
@@ -84,6 +85,11 @@ class WorldModel(ABC):
     def components(self) -> dict[str, object]:
         """The running torch modules by component name (``transformer``, ``vae``, ...)."""
         return {}
+
+    @classmethod
+    def maps_weights(cls) -> bool:
+        """Whether the wrapper says where checkpoint tensors run (it overrides components or running_tensor)."""
+        return cls.components is not WorldModel.components or cls.running_tensor is not WorldModel.running_tensor
 
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
@@ -193,6 +199,22 @@ class WorldModel(ABC):
 
         with torch.inference_mode():
             yield
+
+
+#: What WorldModel.__init__ sets: an AttributeError naming one of these means it never ran.
+BASE_ATTRIBUTES = ("spec", "ckpt", "base_ckpt", "device", "dtype", "options", "generation", "notes",
+                   "nonfinite_seen", "tasks")
+SUPER_INIT_CALL = "super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)"
+
+
+def missing_super_init(cls: type, exc: BaseException | None = None, model: object = None) -> str | None:
+    """The message for a wrapper whose __init__ never ran WorldModel.__init__, else None."""
+    if model is not None and getattr(model, "_worldmodel_initialised", False):
+        return None
+    if model is None and not (isinstance(exc, AttributeError) and getattr(exc, "name", None) in BASE_ATTRIBUTES):
+        return None
+    return (f"{cls.__name__}.__init__ does not call {SUPER_INIT_CALL} before using the model: WorldModel's "
+            "attributes (spec, generation, notes, ...) are never set")
 
 
 def frame_indices(available: int, wanted: int, notes: list[str] | None = None) -> list[int]:

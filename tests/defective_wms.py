@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from pytest_wiw.api import GenerationRequest
+from pytest_wiw.api import GenerationRequest, WorldModel
 from wrappers.svd import StableVideoDiffusion
 from wrappers.wan import ADAPTER_NAME, WanImageToVideo
 
@@ -117,6 +117,24 @@ class InputSizeOutputSVD(StableVideoDiffusion):
             return super().generate(request)
         finally:
             self.generation = declared
+
+
+class NoSuperInitSVD(StableVideoDiffusion):
+    """Its __init__ sets up the pipeline itself and never calls WorldModel.__init__ (super().__init__)."""
+
+    def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):  # noqa: no super().__init__
+        from wrappers.svd import load_pipeline
+
+        self.pipe = load_pipeline(__import__("pathlib").Path(ckpt.path), dtype, device)
+        self.notes.append("loaded")  # AttributeError: WorldModel.__init__ never set notes
+
+
+class NoComponentsSVD(StableVideoDiffusion):
+    """Runs fine but exposes no modules: neither components() nor running_tensor() is overridden, so the
+    suite cannot see where the checkpoint's tensors went."""
+
+    components = WorldModel.components
+    running_tensor = WorldModel.running_tensor
 
 
 class IgnoresLimitsSVD(StableVideoDiffusion):
@@ -328,6 +346,8 @@ _copy("svd-short-output", "svd", "ShortOutputSVD")
 _copy("svd-ignores-checkpoint", "svd", "IgnoresCheckpointSVD")
 _copy("svd-any-name", "svd", "AnyNameSVD")
 _copy("svd-ignores-limits", "svd", "IgnoresLimitsSVD")
+_copy("svd-no-super-init", "svd", "NoSuperInitSVD")
+_copy("svd-no-components", "svd", "NoComponentsSVD")
 _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
 _copy("svd-leaky", "svd", "LeakySVD")
 _copy("svd-input-size-output", "svd", "InputSizeOutputSVD")

@@ -94,7 +94,21 @@ def test_hung_request_times_out_and_kills_the_worker(pool):
     assert time.monotonic() - start < REQUEST_TIMEOUT_S + 5
     assert "SlowSVD: generating forever" in str(timeout.value)
     assert not _alive(pid)
-    with pytest.raises(WorkerError, match="stopped earlier: it timed out"):
+
+
+def test_a_worker_that_hung_is_started_again_then_given_up_on(pool, monkeypatch):
+    """After a timeout the next call starts the worker again (one more load, with its reason); a worker that
+    keeps hanging is given up on after MAX_RESTARTS restarts."""
+    monkeypatch.setattr("pytest_wiw.pool.MAX_RESTARTS", 1)
+    handle = pool.get(svd_like("SlowSVD"), None, None, None)
+    first = handle.ready["pid"]
+    with pytest.raises(WorkerTimeout):
+        handle.generate(request_for(handle))
+    with pytest.raises(WorkerTimeout):  # started again, and hangs again
+        handle.generate(request_for(handle))
+    assert handle.ready["pid"] != first and not _alive(handle.ready["pid"])
+    assert handle.loads == 2 and len(handle.restarts) == 1 and "timed out while generating" in handle.restarts[0]
+    with pytest.raises(WorkerError, match="already started again 1 time"):
         handle.generate(request_for(handle))
 
 

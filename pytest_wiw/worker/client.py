@@ -67,6 +67,8 @@ class WorkerProcess:
         self.stopped_because: str | None = None
         #: Called with each ``progress`` frame (stage, what, done, total, unit) while waiting for a reply.
         self.on_progress: Callable[[str, dict], None] | None = None
+        #: The checkpoint paths the worker resolved before loading (the embedded default's tiny files).
+        self.resolved: dict | None = None
 
     @classmethod
     def start(cls, python: str, config: dict, env: dict[str, str], log_path: Path, label: str) -> "WorkerProcess":
@@ -94,6 +96,9 @@ class WorkerProcess:
             except ProtocolError as exc:
                 self.kill(f"sent a malformed frame ({exc})")
                 raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
+            if header.get("type") == "resolved":
+                self.resolved = header
+                continue
             if header.get("type") != "progress":
                 self.awaiting = None
                 if saw_progress and self.on_progress is not None:

@@ -22,6 +22,7 @@ from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
 from .protocol import ProtocolError, encode_frame, read_frame, write_frame
+from ..worldmodel import missing_super_init
 from .weights_audit import audit_weights
 
 
@@ -51,6 +52,9 @@ class Worker:
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
             ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
+            # Before the model loads: the static checks read the files even if the load then fails or hangs.
+            write_frame(self.out, {"type": "resolved", "ckpt": str(ckpt_path),
+                                   "base_ckpt": str(base_path) if base_path else None})
         ckpt = open_checkpoint(ckpt_path)
         base_ckpt = None
         if spec.is_ft:
@@ -63,8 +67,16 @@ class Worker:
         try:
             self.model = cls(spec, ckpt, base_ckpt=base_ckpt, device=cfg["device"], dtype=dtype,
                              options=cfg.get("options") or {})
+        except AttributeError as exc:
+            hint = missing_super_init(cls, exc)
+            if hint:
+                raise TypeError(hint) from exc
+            raise with_diagnosis(exc, [c for c in (base_ckpt, ckpt) if c is not None]) from exc
         except Exception as exc:
             raise with_diagnosis(exc, [c for c in (base_ckpt, ckpt) if c is not None]) from exc
+        hint = missing_super_init(cls, model=self.model)
+        if hint:
+            raise TypeError(hint)
         load_seconds = time.perf_counter() - t0
         index = ckpt.tensor_index()
         audit = audit_weights(self.model, ckpt, index)
@@ -78,7 +90,7 @@ class Worker:
             "tensor_count": len(index), "ckpt": ckpt.describe(),
             "base_ckpt": base_ckpt.describe() if base_ckpt else None,
             "generation": generation.to_dict(), "environment": env, "notes": list(self.model.notes),
-            "tasks": list(self.model.tasks),
+            "tasks": list(self.model.tasks), "maps_weights": cls.maps_weights(),
         }
 
     # -- serving -----------------------------------------------------------------------------
