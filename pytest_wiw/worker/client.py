@@ -29,6 +29,9 @@ LOG_TAIL_LINES = 20
 LOG_LINE_CHARS = 500
 LOG_TAIL_BYTES = 64 * 1024
 _POLL_S = 0.2
+# Its pipe closed, a dying worker still runs its interpreter's shutdown (threads, atexit): on a loaded
+# machine that took over 2 s. The wait ends as soon as it exits; its status names the cause.
+EXIT_WAIT_S = 15.0
 
 
 class WorkerError(Exception):
@@ -142,7 +145,7 @@ class WorkerProcess:
 
     def _died(self, what: str) -> WorkerDied:
         try:
-            code = self.proc.wait(timeout=2.0)
+            code = self.proc.wait(timeout=EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
             code = None
         self.stopped_because = self.stopped_because or f"exited with status {code}"
