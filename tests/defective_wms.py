@@ -223,6 +223,20 @@ class DiesMidRequestSVD(StableVideoDiffusion):
         os._exit(7)
 
 
+class DiesOnceOnABatchSVD(StableVideoDiffusion):
+    """Dies the first time it is sent a batch of two (a CUDA fault on one request), and serves normally once
+    started again: a marker file in the working directory remembers the death across processes."""
+
+    MARKER = "dies-once-on-a-batch.marker"
+
+    def generate(self, request):
+        if request.batch_size == 2 and not os.path.exists(self.MARKER):
+            open(self.MARKER, "w").close()
+            print("DiesOnceOnABatchSVD: dying on a batch of two", file=sys.stderr, flush=True)
+            os._exit(7)
+        return super().generate(request)
+
+
 class SegfaultSVD(StableVideoDiffusion):
     """Segfaults in the middle of a request."""
 
@@ -348,6 +362,8 @@ _copy("svd-any-name", "svd", "AnyNameSVD")
 _copy("svd-ignores-limits", "svd", "IgnoresLimitsSVD")
 _copy("svd-no-super-init", "svd", "NoSuperInitSVD")
 _copy("svd-no-components", "svd", "NoComponentsSVD")
+_copy("svd-dies-once", "svd", "DiesOnceOnABatchSVD")
+_copy("svd-hangs-at-load", "svd", "HangOnLoadSVD")
 _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
 _copy("svd-leaky", "svd", "LeakySVD")
 _copy("svd-input-size-output", "svd", "InputSizeOutputSVD")
