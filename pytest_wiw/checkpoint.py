@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CheckpointError
+from .pickle_peek import training_pickle_hint
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".tar")
 ALLOW_PICKLE_HINT = "--wm-allow-pickle to convert it with torch.load(weights_only=True), which never runs code"
@@ -157,7 +158,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
 def _open_file(path: Path) -> Checkpoint:
     if path.name.endswith(PICKLE_SUFFIXES):
         raise CheckpointError(f"{path}: pickle checkpoints are refused (loading one can run code): "
-                              f"convert it to .safetensors, or give {ALLOW_PICKLE_HINT}")
+                              f"convert it to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(path)}")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: not a .safetensors file")
     fmt = "lora" if _looks_like_lora(path) else "safetensors"
@@ -175,7 +176,7 @@ def _weight_files(folder: Path) -> list[Path]:
             files.append(f)
         elif f.name.endswith(PICKLE_SUFFIXES):
             raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
-                                  f"them to .safetensors, or give {ALLOW_PICKLE_HINT}")
+                                  f"them to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(f)}")
     return files
 
 
