@@ -119,7 +119,9 @@ def _tensor_differences(ft: dict[str, tuple[Path, TensorInfo]], base: dict[str, 
                        f"{list(base[k][1].shape)} in the base)")
     changed = [k for k in common if k not in reshaped and not _same_values(k, ft[k], base[k])]
     if changed:
-        reasons.append(f"{len(changed)} of {len(common)} tensors hold other values ({_names(changed)})")
+        files = ", ".join(sorted({ft[k][0].name for k in changed}))
+        reasons.append(f"{len(changed)} of {len(common)} tensors of {files} hold other values than the base's "
+                       f"({_names(changed)})")
     return reasons
 
 
