@@ -68,6 +68,9 @@ class FineTunedComponent:
     #: The component's model class: a fine-tune without a config.json is built from the base's config when
     #: every tensor fits it (None: a config.json is required).
     model_cls: Any = None
+    #: A whole pipeline folder is taken as the FT checkpoint (its ``<name>/`` runs). Off: such a folder is
+    #: refused, as for a type whose real checkpoints are never one.
+    takes_pipeline: bool = False
 
 
 class ComponentSwap:
@@ -197,7 +200,7 @@ def component_source(spec, ckpt: Checkpoint, base_ckpt: Checkpoint, component: F
     """The fine-tuned component's weights and config in any layout the module docstring lists; else a
     CheckpointError saying which layouts are taken."""
     notes = []
-    if ckpt.format == "diffusers":
+    if ckpt.format == "diffusers" and component.takes_pipeline:
         folder = ckpt.path / component.name
         weights = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
         if not weights:
@@ -301,10 +304,11 @@ def component_folder(spec, ckpt: Checkpoint, component: FineTunedComponent) -> t
     if ckpt.format == "component-folder":
         folder = ckpt.files[0].parent
         return folder, folder.relative_to(ckpt.root).as_posix() + "/"
+    optional = " (its config.json optional)" if component.model_cls is not None else ""
+    pipeline = ", or a whole pipeline folder" if component.takes_pipeline else ""
     raise CheckpointError(f"{ckpt.path}: {spec.name} expects a {component.expects or component.label}: a folder "
-                          "with config.json + diffusion_pytorch_model.safetensors, a folder holding "
-                          f"{component.name}/ (its config.json optional), its bare .safetensors, or a whole "
-                          f"pipeline folder; got a {ckpt.format!r} checkpoint")
+                          "with config.json + diffusion_pytorch_model.safetensors, or a folder holding "
+                          f"{component.name}/{optional}{pipeline}; got a {ckpt.format!r} checkpoint")
 
 
 def require_transformer_config(folder: Path) -> Path:

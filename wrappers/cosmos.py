@@ -142,7 +142,8 @@ def _check_transformer_folder(folder: Path) -> None:
 #: and safety checker with the base pipeline.
 FT_TRANSFORMER = FineTunedComponent(
     name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
-    load_base=_load_pipeline, check_folder=_check_transformer_folder, model_cls=CosmosTransformer3DModel)
+    load_base=_load_pipeline, check_folder=_check_transformer_folder, model_cls=CosmosTransformer3DModel,
+    takes_pipeline=True)
 
 
 class Cosmos2VideoToWorld(ComponentSwapModel):

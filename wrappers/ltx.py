@@ -94,7 +94,8 @@ def _check_transformer_config(folder: Path) -> None:
 #: with the base pipeline.
 FT_TRANSFORMER = FineTunedComponent(
     name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
-    load_base=_load_pipeline, check_folder=_check_transformer_config, model_cls=LTXVideoTransformer3DModel)
+    load_base=_load_pipeline, check_folder=_check_transformer_config, model_cls=LTXVideoTransformer3DModel,
+    takes_pipeline=True)
 
 
 class LTXImageToVideo(ComponentSwapModel):
