@@ -79,7 +79,11 @@ def test_checkpoint_loads(wm, wiw_record):
 
 @pytest.mark.wm_check("checkpoint applied")
 def test_checkpoint_applied(wm, wiw_record):
-    """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding)."""
+    """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding).
+
+    A type that swaps one component into its base, given a whole pipeline folder (WIW's FTltx), runs only
+    that component of it: every other component of the folder must equal the base's, which runs instead
+    (compared file by file, pytest_wiw.pipeline_diff); one that differs would be silently ignored."""
     skip_if_legacy(wm)
     ready = require(wm.ready, "the running weights")
     ckpt = checkpoint_of(wm, "the running weights")
