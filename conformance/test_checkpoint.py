@@ -6,7 +6,7 @@ from pytest_wiw.assertions import checkpoint_of, fail, frames_of, record, requir
 from pytest_wiw.checkpoint import open_checkpoint
 from pytest_wiw.errors import CheckpointError
 from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
-from pytest_wiw.pipeline_diff import differing_components
+from pytest_wiw.pipeline_diff import SWAPPED_COMPONENT, differing_components
 
 # How many offending tensor names a message lists before it says "and N more".
 LIST_AT_MOST = 5
@@ -18,9 +18,6 @@ AUDIT_FINDINGS = {
     "nonfinite": "tensors holding NaN or Inf (a diverged training run, or a corrupt save)",
     "missing": "parameters no checkpoint tensor fills (missing keys: they keep their random initialisation)",
 }
-# FT kinds that swap one pipeline component in (finetune -> that component): given a whole pipeline folder,
-# such a type runs only that component of it.
-SWAPPED_COMPONENT = {"transformer": "transformer", "unet": "unet"}
 
 
 def ckpt_name(ready: dict) -> str:

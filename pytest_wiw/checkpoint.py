@@ -46,7 +46,7 @@ class Checkpoint:
     format: ``diffusers`` (a pipeline folder with model_index.json), ``lora`` (a LoRA
     .safetensors, or a folder holding one, or several side by side: Wan 2.2 A14B's high- and
     low-noise experts), ``component`` (a folder with config.json and weights, e.g. a fine-tuned
-    ``transformer/``), or ``safetensors`` (a bare weights file).
+    ``transformer/``), or ``safetensors`` (a bare weights file, or a folder holding only one).
     """
 
     path: Path
@@ -148,6 +148,8 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         fmt = "lora"  # LoRA files side by side, e.g. one per expert of Wan 2.2 A14B
     elif all(w.parent != path for w in weights) and len({w.parent for w in weights}) == 1:
         fmt = "component-folder"
+    elif len(weights) == 1:
+        fmt = "safetensors"  # one bare weights file alone (WIW's converted Cosmos transformer/ has no config.json)
     else:
         raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
                               "(model_index.json), a component folder (config.json + weights) or a LoRA "

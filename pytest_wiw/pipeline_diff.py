@@ -22,6 +22,9 @@ from .checkpoint import Checkpoint, TensorInfo, read_safetensors_header
 
 #: Config fields that record who saved a file, not what it describes.
 PROVENANCE_FIELDS = ("_diffusers_version", "_name_or_path", "transformers_version", "_commit_hash")
+#: FT kinds that swap one pipeline component into the base (``finetune`` -> that component): given a whole
+#: pipeline folder, such a type runs only that component of it.
+SWAPPED_COMPONENT = {"transformer": "transformer", "unet": "unet"}
 #: Bytes read at a time when tensor data is compared.
 CHUNK_BYTES = 16 * 1024 * 1024
 #: Tensor names a difference lists before it counts the rest.
@@ -58,12 +61,14 @@ def differing_components(ft: Checkpoint, base: Checkpoint, *, skip: tuple[str, .
     return out
 
 
-def identical_weight_files(ft: Checkpoint, base: Checkpoint) -> list[str]:
-    """The FT checkpoint's weight files (relative paths) whose tensors equal those of the file at the same
-    relative path in ``base``, when every one of them does; else []. A base that is the FT itself, or a copy
-    of it, gives every file; a real fine-tune gives []."""
+def identical_weight_files(ft: Checkpoint, base: Checkpoint, *, component: str | None = None) -> list[str]:
+    """The FT checkpoint's weight files (relative paths; only those under ``component/`` when given) whose
+    tensors equal those of the file at the same relative path in ``base``, when every one of them does;
+    else []. A base that is the FT itself, or holds its fine-tuned component, gives them all; a real
+    fine-tune gives []."""
     same = []
-    for file in ft.files:
+    files = [f for f in ft.files if component is None or ft.rel(f).startswith(component + "/")]
+    for file in files:
         rel = ft.rel(file)
         other = base.root / rel
         if not other.is_file() or _tensor_differences(_merged_header([file]), _merged_header([other])):

@@ -100,3 +100,12 @@ def test_identical_weight_files_tells_a_copy_of_the_ft_from_a_fine_tune(base, tm
     assert "transformer/diffusion_pytorch_model.safetensors" in same and VAE_FILE in same
     _rewrite(ft / "transformer" / "diffusion_pytorch_model.safetensors", lambda k, v: v * 2)
     assert identical_weight_files(open_checkpoint(ft), open_checkpoint(base)) == []
+
+
+def test_identical_weight_files_of_one_component_ignore_the_others(base, tmp_path):
+    """A base holding the FT's transformer but its own VAE is still named as holding the fine-tune."""
+    ft = _copy(base, tmp_path / "ft")
+    _rewrite(ft / VAE_FILE, lambda k, v: v + 1 if v.is_floating_point() else v)
+    assert identical_weight_files(open_checkpoint(ft), open_checkpoint(base)) == []
+    assert identical_weight_files(open_checkpoint(ft), open_checkpoint(base), component="transformer") == [
+        "transformer/diffusion_pytorch_model.safetensors"]

@@ -87,12 +87,15 @@ def test_older_transformer_folder_layout_still_loads_the_same_weights(ft_model, 
     assert np.array_equal(model.generate(request), ft_model.generate(request))
 
 
-def test_bare_safetensors_file_loads_with_the_base_config(tiny):
+@pytest.mark.parametrize("given", ["file", "its folder"])
+def test_bare_safetensors_loads_with_the_base_config(tiny, given):
+    """The converter's output file, or the transformer/ folder holding it alone (no config.json)."""
     file = tiny["ft"] / "transformer" / "diffusion_pytorch_model.safetensors"
-    model = _load("FTcosmos", file, base=tiny["base"], **TINY_GENERATION)
-    assert model.ckpt.format == "safetensors"
+    model = _load("FTcosmos", file if given == "file" else file.parent, base=tiny["base"], **TINY_GENERATION)
+    assert model.ckpt.format == "safetensors" and model.ckpt.files == (file,)
     assert_fingerprints_agree(model)
     assert not any("/" in k for k in model.weight_fingerprints())  # bare tensor names
+    assert any("config taken from the base's transformer/config.json" in n for n in model.notes)
 
 
 def _config_less_copy(tiny, dst, **config_changes):

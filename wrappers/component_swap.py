@@ -213,7 +213,7 @@ def component_source(spec, ckpt: Checkpoint, base_ckpt: Checkpoint, component: F
                         "that differ from the base's)" if others else "it holds no other component"))
         prefix, whole = component.name + "/", True
     elif ckpt.format == "safetensors":
-        folder, weights, prefix, whole = ckpt.path.parent, [ckpt.path], "", False
+        folder, weights, prefix, whole = ckpt.files[0].parent, list(ckpt.files), "", False
     else:
         (folder, prefix), weights, whole = component_folder(spec, ckpt, component), list(ckpt.files), False
     if base_ckpt.path.resolve() == ckpt.path.resolve():
