@@ -210,3 +210,21 @@ def test_pipeline_folder_without_transformer_is_a_checkpoint_error(tiny, tmp_pat
     shutil.rmtree(broken / "transformer")
     with pytest.raises(CheckpointError, match=f"{broken}: this pipeline folder has no transformer/ weights"):
         _load("FTltx", broken, base=tiny["base"])
+
+
+def test_config_less_transformer_of_another_class_names_the_users_file(tiny, tmp_path):
+    """A config-less transformer whose borrowed config would build another class: the error names the
+    user's weights file and the config used, not the temporary folder the load ran in."""
+    ft = tmp_path / "ft"
+    (ft / "transformer").mkdir(parents=True)
+    weights = ft / "transformer" / "diffusion_pytorch_model.safetensors"
+    shutil.copy(tiny["ft"] / "transformer" / "diffusion_pytorch_model.safetensors", weights)
+    base = tmp_path / "base"
+    shutil.copytree(tiny["base"], base)
+    config = base / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": "CogVideoXTransformer3DModel"}))
+    with pytest.raises(CheckpointError) as err:
+        _load("FTltx", ft, base=base, **TINY_GENERATION)
+    assert str(err.value).startswith(f"{weights} (with config {config}): config.json describes a "
+                                     "CogVideoXTransformer3DModel"), str(err.value)
+    assert "pytest-wiw-component-" not in str(err.value)

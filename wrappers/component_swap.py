@@ -257,6 +257,9 @@ def staged_component(source: ComponentSource) -> Iterator[Path]:
         shutil.copyfile(source.config, staging / "config.json")
         os.symlink(source.weights[0].resolve(), staging / WEIGHTS_NAME)
         yield staging
+    except CheckpointError as exc:  # name the user's file, not the temporary folder
+        raise CheckpointError(str(exc).replace(str(staging), f"{source.weights[0]} (with config {source.config})")) \
+            from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
