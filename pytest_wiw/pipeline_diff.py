@@ -52,13 +52,27 @@ def differing_components(ft: Checkpoint, base: Checkpoint, *, skip: tuple[str, .
     """
     ft_root, base_root = ft.root, base.root
     out = []
-    for folder in sorted(p for p in ft_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if folder.name in skip:
+    for name in pipeline_components(ft_root):
+        if name in skip:
             continue
-        reasons = _folder_differences(folder, base_root / folder.name)
+        reasons = _folder_differences(ft_root / name, base_root / name)
         if reasons:
-            out.append(ComponentDifference(folder.name, reasons))
+            out.append(ComponentDifference(name, reasons))
     return out
+
+
+def pipeline_components(folder: Path) -> list[str]:
+    """The component folders ``model_index.json`` lists (other folders, such as training leftovers, are no
+    part of the pipeline), sorted; every sub-folder when there is no readable index."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        index = None
+    if isinstance(index, dict):
+        names = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and None not in v]
+    else:
+        names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    return sorted(n for n in names if (folder / n).is_dir())
 
 
 def identical_weight_files(ft: Checkpoint, base: Checkpoint, *, component: str | None = None) -> list[str]:

@@ -91,6 +91,8 @@ def test_configs_compare_without_library_versions(base, tmp_path):
 def test_a_component_the_base_lacks_differs(base, tmp_path):
     ft = _copy(base, tmp_path / "ft")
     shutil.copytree(ft / "vae", ft / "vae_2")
+    index = ft / "model_index.json"
+    index.write_text(json.dumps({**json.loads(index.read_text()), "vae_2": ["diffusers", "AutoencoderKLLTXVideo"]}))
     assert _differences(ft, base) == {"vae_2": "vae_2/: the base has no vae_2/ folder"}
 
 
@@ -109,3 +111,9 @@ def test_identical_weight_files_of_one_component_ignore_the_others(base, tmp_pat
     assert identical_weight_files(open_checkpoint(ft), open_checkpoint(base)) == []
     assert identical_weight_files(open_checkpoint(ft), open_checkpoint(base), component="transformer") == [
         "transformer/diffusion_pytorch_model.safetensors"]
+
+
+def test_only_the_components_model_index_lists_are_compared(base, tmp_path):
+    ft = _copy(base, tmp_path / "ft")
+    shutil.copytree(ft / "vae", ft / "checkpoint-1000")  # a training leftover, not a pipeline component
+    assert _differences(ft, base) == {}
