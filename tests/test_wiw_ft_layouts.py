@@ -107,10 +107,11 @@ def test_damaged_copies_fail_naming_the_file_and_the_cause(tiny, tmp_path, run_e
     assert "vae/: " in applied and " tensors of diffusion_pytorch_model.safetensors hold other values" in applied
     assert "text_encoder/" not in applied
     assert run["test_checkpoint_applied[FTltx]"].properties["ft_components_differing"] == "vae"
-    assert run["test_differs_from_zero_shot[FTltx]"].outcome == "passed"  # the one check meant for it fails
+    assert run["test_differs_from_zero_shot[FTltx]"].outcome == "passed"  # only the check meant for it fails
     loads = _failed(run, "test_checkpoint_loads[FTcosmos]")
-    assert (f"{weights} (config from the base: {tiny['cosmos20'] / 'transformer' / 'config.json'}): tensor "
-            "proj_out.weight has shape [") in loads and "in the file, [" in loads and "in the base's transformer" in loads
+    config = tiny["cosmos20"] / "transformer" / "config.json"
+    assert f"{weights} (config from the base: {config}): tensor proj_out.weight has shape [" in loads, loads
+    assert "in the file, [" in loads and "in the base's transformer" in loads
     assert run.returncode == 1
 
 
