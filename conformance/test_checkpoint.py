@@ -4,8 +4,10 @@ import pytest
 
 from pytest_wiw import judgements
 from pytest_wiw.assertions import blocked, checkpoint_of, fail, record, require, require_upstream
+from pytest_wiw.checkpoint import open_checkpoint
 from pytest_wiw.errors import CheckpointError
 from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
+from pytest_wiw.pipeline_diff import SWAPPED_COMPONENT, differing_components
 from pytest_wiw.worker.client import WorkerError
 
 # How many offending tensor names a message lists before it says "and N more".
@@ -87,7 +89,11 @@ def test_checkpoint_loads(wm, wiw_record):
 
 @pytest.mark.wm_check("checkpoint applied")
 def test_checkpoint_applied(wm, wiw_record):
-    """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding)."""
+    """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding).
+
+    A type that swaps one component into its base, given a whole pipeline folder (WIW's FTltx), runs only
+    that component of it: every other component of the folder must equal the base's, which runs instead
+    (compared file by file, pytest_wiw.pipeline_diff); one that differs would be silently ignored."""
     skip_if_legacy(wm)
     require_upstream(wm, "checkpoint applied")
     ready = require(wm.ready, "the running weights")
@@ -104,7 +110,30 @@ def test_checkpoint_applied(wm, wiw_record):
     expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
     mismatches = [m for k in keys if (m := compare(k, running[k], expected[k]))]
     record(wiw_record, wm, fingerprinted_tensors=len(keys), fingerprint_mismatches=len(mismatches))
+    not_run = _components_not_run(wm, ready, ckpt, wiw_record)
+    if not_run:
+        component = SWAPPED_COMPONENT[wm.spec.finetune]
+        fail(f"{ckpt.path} is a whole pipeline folder and {wm.spec.name} runs only its {component}/ "
+             f"(finetune={wm.spec.finetune!r}), but these components of it differ from the base's "
+             f"({ready['base_ckpt']['path']}), whose own run instead:" + _listing(not_run)
+             + "\nEither this is not the base the fine-tune was trained from (give the right --base-ckpt-path), "
+             "or these components were fine-tuned too, and the checks would not test what this checkpoint runs")
     if mismatches:
         fail(f"{len(mismatches)} of {len(keys)} fingerprinted tensors differ between the running model and "
              f"{ckpt.path}: the wrapper loads the checkpoint but runs other weights (the base's?)"
              + _listing(mismatches))
+
+
+def _components_not_run(wm, ready: dict, ckpt, wiw_record) -> list[str]:
+    """For a type that swaps one component into its base, given a whole pipeline folder: its other components
+    that differ from the base's (the base's run, not these), each with how it differs. Recorded either way."""
+    component = SWAPPED_COMPONENT.get(wm.spec.finetune)
+    base = ready.get("base_ckpt")
+    if component is None or ckpt.format != "diffusers" or not base:
+        return []
+    try:
+        differences = differing_components(ckpt, open_checkpoint(base["path"]), skip=(component,))
+    except CheckpointError as exc:
+        fail(f"cannot compare the pipeline folder's other components with the base's: {exc}")
+    record(wiw_record, wm, ft_components_differing=",".join(d.name for d in differences) or "none")
+    return [d.describe() for d in differences]

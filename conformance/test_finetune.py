@@ -3,6 +3,9 @@
 import pytest
 
 from pytest_wiw.assertions import diff_of, fail, frames_of, record, require, require_upstream
+from pytest_wiw.checkpoint import open_checkpoint
+from pytest_wiw.errors import CheckpointError
+from pytest_wiw.pipeline_diff import SWAPPED_COMPONENT, identical_weight_files
 
 
 @pytest.mark.wm_check("differs from zero-shot", ft_only=True)
@@ -17,8 +20,29 @@ def test_differs_from_zero_shot(wm, wiw_session, wiw_record):
     needed = wiw_session.selection.min_diff
     if diff.mean_abs < needed:
         fail(f"{wm.spec.name} is (nearly) identical to its zero-shot base {wm.spec.base} on the same request "
-             f"and seed: {diff.describe()} (need mean |diff| >= {needed}/255). The fine-tune has no effect: "
-             "a LoRA whose lora_B is zero, a transformer identical to the base, or adapters never enabled")
+             f"and seed: {diff.describe()} (need mean |diff| >= {needed}/255). "
+             + (_base_is_the_ft(wm) or "The fine-tune has no effect: a LoRA whose lora_B is zero, a transformer "
+                "identical to the base, or adapters never enabled"))
+
+
+def _base_is_the_ft(wm) -> str:
+    """Why the base is the fine-tune itself (same path, or weight files byte-identical to the base's), or ""."""
+    ready = wm.ready()
+    ft, base = (ready.get("ckpt") or {}).get("path"), (ready.get("base_ckpt") or {}).get("path")
+    if not ft or not base:
+        return ""
+    if ft == base:
+        return (f"The base checkpoint is the FT checkpoint itself ({ft}): --base-ckpt-path (or the card's "
+                "base_model) must name the zero-shot model the fine-tune started from, not the fine-tune")
+    try:  # a swapped-in component is compared alone: the base may differ elsewhere (its own VAE...)
+        same = identical_weight_files(open_checkpoint(ft), open_checkpoint(base),
+                                      component=SWAPPED_COMPONENT.get(wm.spec.finetune))
+    except CheckpointError:
+        return ""
+    if not same:
+        return ""
+    return (f"The base {base} holds the FT checkpoint's own weights ({', '.join(same[:3])} equal to the FT's): "
+            "it is the fine-tune (or a copy of it), not the zero-shot model the fine-tune started from")
 
 
 @pytest.mark.wm_check("honest baseline", ft_only=True)

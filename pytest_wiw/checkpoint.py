@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CheckpointError
+from .pickle_peek import training_pickle_hint
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".tar")
 ALLOW_PICKLE_HINT = "--wm-allow-pickle to convert it with torch.load(weights_only=True), which never runs code"
@@ -45,7 +46,7 @@ class Checkpoint:
     format: ``diffusers`` (a pipeline folder with model_index.json), ``lora`` (a LoRA
     .safetensors, or a folder holding one, or several side by side: Wan 2.2 A14B's high- and
     low-noise experts), ``component`` (a folder with config.json and weights, e.g. a fine-tuned
-    ``transformer/``), or ``safetensors`` (a bare weights file).
+    ``transformer/``), or ``safetensors`` (a bare weights file, or a folder holding only one).
     """
 
     path: Path
@@ -147,6 +148,8 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         fmt = "lora"  # LoRA files side by side, e.g. one per expert of Wan 2.2 A14B
     elif all(w.parent != path for w in weights) and len({w.parent for w in weights}) == 1:
         fmt = "component-folder"
+    elif len(weights) == 1:
+        fmt = "safetensors"  # one bare weights file alone (WIW's converted Cosmos transformer/ has no config.json)
     else:
         raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
                               "(model_index.json), a component folder (config.json + weights) or a LoRA "
@@ -157,7 +160,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
 def _open_file(path: Path) -> Checkpoint:
     if path.name.endswith(PICKLE_SUFFIXES):
         raise CheckpointError(f"{path}: pickle checkpoints are refused (loading one can run code): "
-                              f"convert it to .safetensors, or give {ALLOW_PICKLE_HINT}")
+                              f"convert it to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(path)}")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: not a .safetensors file")
     fmt = "lora" if _looks_like_lora(path) else "safetensors"
@@ -175,7 +178,7 @@ def _weight_files(folder: Path) -> list[Path]:
             files.append(f)
         elif f.name.endswith(PICKLE_SUFFIXES):
             raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
-                                  f"them to .safetensors, or give {ALLOW_PICKLE_HINT}")
+                                  f"them to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(f)}")
     return files
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .checkpoint import PICKLE_SUFFIXES
 from .errors import CheckpointError
+from .pickle_peek import training_pickle_hint
 
 #: Keys under which training frameworks nest the weights in a pickled dict (Lightning, many trainers).
 NESTED_STATE_KEYS = ("state_dict", "model", "module")
@@ -82,7 +83,7 @@ def _convert_one(pickle: Path, target: Path) -> Path:
         loaded = torch.load(pickle, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError...
         raise CheckpointError(f"{pickle}: refused: it is not a plain pickle of tensors, so it was not loaded "
-                              f"(torch.load(weights_only=True): {type(exc).__name__}: {str(exc)[:300]})") from exc
+                              f"(torch.load(weights_only=True): {type(exc).__name__}: {str(exc)[:300]}).{training_pickle_hint(pickle)}") from exc
     tensors = _state_dict(pickle, loaded)
     out = target.with_name(_safetensors_name(target.name))
     # safetensors refuses tensors that share memory: give each its own contiguous copy.

@@ -1,8 +1,16 @@
 """Full-component fine-tunes swapped in over a base diffusers pipeline: ``FTcosmos``, ``FTltx`` and ``igen``.
 
-Such an FT checkpoint is one fine-tuned component (a transformer, a UNet): a component folder
-(config.json + weights, format ``component``; its fingerprint keys are bare tensor names), or a
-folder holding one (format ``component-folder``, e.g. ``transformer/``; keys ``transformer/<name>``).
+Such an FT checkpoint holds one fine-tuned component (a transformer, a UNet), in any of these layouts:
+
+- a component folder (config.json + weights, format ``component``; fingerprint keys are bare tensor names);
+- a folder holding one (format ``component-folder``, e.g. ``transformer/``; keys ``transformer/<name>``),
+  its ``config.json`` optional: WIW's Cosmos converter (``utils/pt_to_safetensors_cosmos.py``) writes the
+  weights alone, and the config is then taken from the base's same component when every tensor fits it;
+- a bare ``.safetensors`` of the component (format ``safetensors``; config from the base likewise);
+- a whole diffusers pipeline folder (format ``diffusers``, WIW's FTltx): its component folder is the
+  fine-tune; its other components are not loaded (the base's run), and ``checkpoint applied`` names
+  those that differ from the base's (pytest_wiw.pipeline_diff).
+
 The wrapper loads its base pipeline and the component, checks that the component's architecture
 fields agree with the base pipeline's, and builds a second pipeline of the base's class that shares
 every other module with the base. ``zero_shot()`` runs the base pipeline instead: no reload, and the
@@ -15,7 +23,11 @@ which config fields must agree, how the base pipeline loads); the steps they sha
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -27,6 +39,10 @@ from .diffusers_setup import write_tiny_card
 
 #: What ``from_pretrained`` raises for a folder it cannot load as the class asked for.
 LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError)
+#: The file name diffusers' ``from_pretrained`` reads a component's weights from.
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+#: Tensor names a misfit message lists before it counts the rest.
+LIST_AT_MOST = 3
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,12 @@ class FineTunedComponent:
     base_folder: str = "pipeline"
     #: ``check_folder(folder)``: checks run on the component folder before anything loads (None: none).
     check_folder: Callable[[Path], None] | None = None
+    #: The component's model class: a fine-tune without a config.json is built from the base's config when
+    #: every tensor fits it (None: a config.json is required).
+    model_cls: Any = None
+    #: A whole pipeline folder is taken as the FT checkpoint (its ``<name>/`` runs). Off: such a folder is
+    #: refused, as for a type whose real checkpoints are never one.
+    takes_pipeline: bool = False
 
 
 class ComponentSwap:
@@ -57,13 +79,18 @@ class ComponentSwap:
     Built from a base pipeline alone (a zero-shot type), both are the base pipeline.
     """
 
-    def __init__(self, base_pipe, ft_pipe=None, *, ft_module=None, key_prefix: str = "") -> None:
+    def __init__(self, base_pipe, ft_pipe=None, *, ft_module=None, key_prefix: str = "",
+                 whole_pipeline: bool = False, notes: list[str] | None = None) -> None:
         self.base_pipe = base_pipe
         self.ft_pipe = ft_pipe
         #: The fine-tuned module whose tensors the FT checkpoint's keys name (None for a zero-shot type).
         self.ft_module = ft_module
         #: What the FT checkpoint's keys start with: "" (bare tensor names) or "<folder>/".
         self.key_prefix = key_prefix
+        #: The FT checkpoint is a whole pipeline: its keys outside ``key_prefix`` name the shared modules.
+        self.whole_pipeline = whole_pipeline
+        #: Sentences for the report on how the FT checkpoint was read (the wrapper adds them to its notes).
+        self.notes = list(notes or [])
         #: The pipeline that runs now.
         self.pipe = ft_pipe if ft_pipe is not None else base_pipe
 
@@ -94,10 +121,18 @@ class ComponentSwapModel(WorldModel):
     """A WorldModel whose FT type swaps a fine-tuned component into its base pipeline.
 
     A subclass sets ``self._swap`` in ``__init__``: ``ComponentSwap(base_pipe)`` for its zero-shot type,
-    ``load_component_swap(...)`` for its FT type; it then runs ``self.pipe``.
+    ``load_component_swap(...)`` for its FT type; it then runs ``self.pipe``. Setting it adds the swap's
+    notes (how the checkpoint was read) to the wrapper's.
     """
 
-    _swap: ComponentSwap
+    @property
+    def _swap(self) -> ComponentSwap:
+        return self.__dict__["_component_swap"]
+
+    @_swap.setter
+    def _swap(self, swap: ComponentSwap) -> None:
+        self.__dict__["_component_swap"] = swap
+        self.notes.extend(n for n in swap.notes if n not in self.notes)
 
     @property
     def pipe(self):
@@ -112,27 +147,144 @@ class ComponentSwapModel(WorldModel):
         """FT: the fine-tuned module's tensor for a checkpoint key (inside ``zero_shot()`` too)."""
         if not self._swap.is_fine_tuned:
             return super().running_tensor(key)
-        return self._swap.running_tensor(key)
+        tensor = self._swap.running_tensor(key)
+        if tensor is None and self._swap.whole_pipeline:  # the FT folder's vae/, text_encoder/...: shared ones
+            return super().running_tensor(key)
+        return tensor
 
 
 # -- loading -------------------------------------------------------------------------------------
+@dataclass
+class ComponentSource:
+    """Where the fine-tuned component's files are, as read from the FT checkpoint."""
+
+    #: The weight files of the component.
+    weights: list[Path]
+    #: Its config.json: its own, or the base's same component's when it has none.
+    config: Path
+    #: What the FT checkpoint's keys start with: "" (bare tensor names) or "<folder>/".
+    key_prefix: str
+    #: The FT checkpoint is a whole pipeline folder.
+    whole_pipeline: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def config_borrowed(self) -> bool:
+        return self.config.parent != self.weights[0].parent
+
+
 def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, component: FineTunedComponent,
                         *, dtype: torch.dtype, device: str) -> ComponentSwap:
     """Load the base pipeline and the fine-tuned component, check that they fit, and pair them."""
     base_ckpt = require_base_pipeline(spec, ckpt, base_ckpt, component.base_folder)
-    folder, key_prefix = component_folder(spec, ckpt, component)
-    if component.check_folder is not None:
-        component.check_folder(folder)
-    base_pipe = component.load_base(base_ckpt.path, dtype, device)
-    ft_module = component.load(folder, dtype)
-    check_fits_base(component, ft_module, base_pipe, folder=folder, base_path=base_ckpt.path)
+    source = component_source(spec, ckpt, base_ckpt, component)
+    with staged_component(source) as folder:
+        if component.check_folder is not None:
+            component.check_folder(folder)
+        if source.config_borrowed:
+            check_weights_fit_config(component, source, ckpt)
+        base_pipe = component.load_base(base_ckpt.path, dtype, device)
+        ft_module = component.load(folder, dtype)
+    check_fits_base(component, ft_module, base_pipe, folder=source.weights[0].parent, base_path=base_ckpt.path)
     ft_module.to(device)
     ft_module.eval()
     # Shares every other module with the base pipeline (the scheduler's state is per call, and the two
     # pipelines never run at once).
     ft_pipe = type(base_pipe)(**{**base_pipe.components, component.name: ft_module})
     ft_pipe.set_progress_bar_config(disable=True)
-    return ComponentSwap(base_pipe, ft_pipe, ft_module=ft_module, key_prefix=key_prefix)
+    return ComponentSwap(base_pipe, ft_pipe, ft_module=ft_module, key_prefix=source.key_prefix,
+                         whole_pipeline=source.whole_pipeline, notes=source.notes)
+
+
+def component_source(spec, ckpt: Checkpoint, base_ckpt: Checkpoint, component: FineTunedComponent) -> ComponentSource:
+    """The fine-tuned component's weights and config in any layout the module docstring lists; else a
+    CheckpointError saying which layouts are taken."""
+    notes = []
+    if ckpt.format == "diffusers" and component.takes_pipeline:
+        folder = ckpt.path / component.name
+        weights = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+        if not weights:
+            raise CheckpointError(f"{ckpt.path}: this pipeline folder has no {component.name}/ weights, where "
+                                  f"{spec.name} takes its {component.label}")
+        others = sorted(p.name for p in ckpt.path.iterdir()
+                        if p.is_dir() and p.name != component.name and not p.name.startswith("."))
+        notes.append(f"FT checkpoint is a whole pipeline folder: its {component.name}/ runs; "
+                     + (f"its {', '.join(others)} are not loaded (the base's run; 'checkpoint applied' names any "
+                        "that differ from the base's)" if others else "it holds no other component"))
+        prefix, whole = component.name + "/", True
+    elif ckpt.format == "safetensors":
+        folder, weights, prefix, whole = ckpt.files[0].parent, list(ckpt.files), "", False
+    else:
+        (folder, prefix), weights, whole = component_folder(spec, ckpt, component), list(ckpt.files), False
+    if base_ckpt.path.resolve() == ckpt.path.resolve():
+        notes.append(f"the base checkpoint is the FT checkpoint itself ({ckpt.path}): FT and zero-shot run the "
+                     f"same {component.name}")
+    config = folder / "config.json"
+    if not config.is_file():
+        config = borrowed_config(spec, ckpt, base_ckpt, component, weights)
+        notes.append(f"{ckpt.rel(weights[0])} has no config.json beside it (as WIW's converter "
+                     f"utils/pt_to_safetensors_cosmos.py writes it): config taken from the base's "
+                     f"{component.name}/config.json ({config}), every tensor's shape fits it")
+    return ComponentSource(weights=weights, config=config, key_prefix=prefix, whole_pipeline=whole, notes=notes)
+
+
+def borrowed_config(spec, ckpt: Checkpoint, base_ckpt: Checkpoint, component: FineTunedComponent,
+                    weights: list[Path]) -> Path:
+    """The base's ``<component>/config.json`` for FT weights that came without one; else a CheckpointError."""
+    where = weights[0].parent
+    if component.model_cls is None:
+        raise CheckpointError(f"{where}: no config.json beside the {component.label} weights")
+    config = base_ckpt.path / component.name / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{where}: no config.json beside the {component.label} weights, and the base "
+                              f"{base_ckpt.path} has no {component.name}/config.json to take one from")
+    return config
+
+
+@contextlib.contextmanager
+def staged_component(source: ComponentSource) -> Iterator[Path]:
+    """A folder ``from_pretrained`` can load the component from: its own folder when it is one already, else
+    a temporary folder of links (config.json + the weights under diffusers' file name), removed after."""
+    folder = source.weights[0].parent
+    if not source.config_borrowed and (len(source.weights) > 1 or source.weights[0].name == WEIGHTS_NAME):
+        yield folder
+        return
+    if len(source.weights) > 1:
+        raise CheckpointError(f"{folder}: {len(source.weights)} weight files without a config.json or an index "
+                              "of their shards: expected one .safetensors (as WIW's converter writes it)")
+    staging = Path(tempfile.mkdtemp(prefix="pytest-wiw-component-"))
+    try:
+        shutil.copyfile(source.config, staging / "config.json")
+        os.symlink(source.weights[0].resolve(), staging / WEIGHTS_NAME)
+        yield staging
+    except CheckpointError as exc:  # name the user's file, not the temporary folder
+        raise CheckpointError(str(exc).replace(str(staging), f"{source.weights[0]} (with config {source.config})")) \
+            from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_weights_fit_config(component: FineTunedComponent, source: ComponentSource, ckpt: Checkpoint) -> None:
+    """CheckpointError unless the FT weights hold exactly the tensors, in the shapes, of the model that the
+    borrowed config describes (built on the meta device: no memory, no weights)."""
+    config = json.loads(source.config.read_text())
+    with torch.device("meta"):
+        model = component.model_cls.from_config(config)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    file = source.weights[0]
+    stored = {name: info.shape for f, name, info in ckpt.tensor_index().values() if f == file}
+    where = f"{file} (config from the base: {source.config})"
+    for name in sorted(set(stored) & set(expected)):
+        if tuple(stored[name]) != expected[name]:
+            raise CheckpointError(f"{where}: tensor {name} has shape {list(stored[name])} in the file, "
+                                  f"{list(expected[name])} in the base's {component.name}: this "
+                                  f"{component.label} is not of the base's architecture (another model size?)")
+    for names, what in ((sorted(set(stored) - set(expected)), "not in the base's"),
+                        (sorted(set(expected) - set(stored)), "missing from the file, present in the base's")):
+        if names:
+            more = f" and {len(names) - LIST_AT_MOST} more" if len(names) > LIST_AT_MOST else ""
+            raise CheckpointError(f"{where}: {len(names)} tensor(s) {what} {component.name} "
+                                  f"({', '.join(names[:LIST_AT_MOST])}{more})")
 
 
 def require_base_pipeline(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None,
@@ -148,15 +300,18 @@ def require_base_pipeline(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None,
 
 
 def component_folder(spec, ckpt: Checkpoint, component: FineTunedComponent) -> tuple[Path, str]:
-    """The folder holding the component's config.json and weights, and the prefix its checkpoint keys carry."""
+    """The folder of a ``component`` or ``component-folder`` checkpoint, and the prefix its keys carry;
+    a CheckpointError naming the layouts taken for any other format."""
     if ckpt.format == "component":
         return ckpt.path, ""
     if ckpt.format == "component-folder":
         folder = ckpt.files[0].parent
         return folder, folder.relative_to(ckpt.root).as_posix() + "/"
+    optional = " (its config.json optional)" if component.model_cls is not None else ""
+    pipeline = ", or a whole pipeline folder" if component.takes_pipeline else ""
     raise CheckpointError(f"{ckpt.path}: {spec.name} expects a {component.expects or component.label}: a folder "
                           "with config.json + diffusion_pytorch_model.safetensors, or a folder holding "
-                          f"{component.name}/; got a {ckpt.format!r} checkpoint")
+                          f"{component.name}/{optional}{pipeline}; got a {ckpt.format!r} checkpoint")
 
 
 def require_transformer_config(folder: Path) -> Path:
@@ -191,14 +346,27 @@ def _as_list(value):
 
 
 # -- tiny checkpoints ------------------------------------------------------------------------------
+#: ``save_tiny_fine_tune`` layouts: ``out_dir/<component>/`` with its config.json (diffusers' own save) ...
+COMPONENT_FOLDER = "component-folder"
+#: ... the same without config.json (the weights alone, as WIW's Cosmos converter writes them) ...
+CONFIG_LESS = "config-less"
+#: ... or a copy of the whole base pipeline whose ``<component>/`` is the fine-tune (WIW's FTltx).
+WHOLE_PIPELINE = "whole-pipeline"
+
+
 def save_tiny_fine_tune(model_cls, out_dir: Path, base: Path, seed: int, *, noise_scale: float, generation: dict,
-                        description: str, component: str = "transformer") -> Path:
+                        description: str, component: str = "transformer", layout: str = COMPONENT_FOLDER) -> Path:
     """A tiny "fine-tune": the base pipeline's ``component`` plus seeded noise, saved as ``out_dir/<component>/``
-    with its card.
+    in ``layout``, with its card naming ``base``.
 
     Each tensor gets noise of ``noise_scale * (mean |w| + 0.02)``, drawn from a generator of its own
     (never the global RNG), in the order of the sorted parameter names.
     """
+    if layout not in (COMPONENT_FOLDER, CONFIG_LESS, WHOLE_PIPELINE):
+        raise ValueError(f"unknown tiny fine-tune layout {layout!r}")
+    if layout == WHOLE_PIPELINE:  # every other component identical to the base's, byte for byte
+        shutil.copytree(base, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
+        shutil.rmtree(out_dir / component)
     module = model_cls.from_pretrained(str(base), subfolder=component, local_files_only=True)
     noise = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
@@ -206,5 +374,7 @@ def save_tiny_fine_tune(model_cls, out_dir: Path, base: Path, seed: int, *, nois
             scale = noise_scale * (float(p.abs().mean()) + 0.02)
             p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
     module.save_pretrained(str(out_dir / component), safe_serialization=True)
+    if layout == CONFIG_LESS:
+        (out_dir / component / "config.json").unlink()
     write_tiny_card(out_dir, base=base, generation=generation, description=description)
     return out_dir

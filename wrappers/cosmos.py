@@ -1,9 +1,13 @@
 """Cosmos-Predict2 Video2World (diffusers ``Cosmos2VideoToWorldPipeline``): ``cosmos20`` and ``FTcosmos``.
 
-``cosmos20`` loads a diffusers pipeline folder. ``FTcosmos`` loads a fully fine-tuned transformer (a
-component folder, or a folder holding ``transformer/``) on top of its ``cosmos20`` base pipeline, and
-shares every other module with it; ``zero_shot()`` switches back to the base transformer without a
-reload.
+``cosmos20`` loads a diffusers pipeline folder. ``FTcosmos`` loads a fully fine-tuned transformer on top
+of its ``cosmos20`` base pipeline, and shares every other module with it; ``zero_shot()`` switches back to
+the base transformer without a reload. WIW's own FTcosmos checkpoint is the ``--ft_dir`` folder its
+converter ``utils/pt_to_safetensors_cosmos.py`` fills: ``transformer/`` holding one ``.safetensors`` in
+diffusers names and no ``config.json`` (the config is then the base's, when every tensor fits it). A
+``transformer/`` folder with its config, a bare ``.safetensors`` and a whole pipeline folder load too
+(wrappers.component_swap). A raw training checkpoint (``net.blocks.N...`` names) is refused with the
+converter's command.
 
 Without the ``cosmos_guardrail`` package the pipeline cannot be built, so this module brings a
 no-op safety checker and passes it to the constructor and to every ``from_pretrained``. The
@@ -13,6 +17,7 @@ WIW's uint8 output does anyway.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +34,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from pytest_wiw.api import CheckpointError, GenerationRequest
 
 from .component_swap import (
+    CONFIG_LESS,
     ComponentSwap,
     ComponentSwapModel,
     FineTunedComponent,
@@ -110,17 +116,41 @@ def require_torchvision_if_needed(transformer: CosmosTransformer3DModel, folder:
     return transformer
 
 
+#: Tensor names of a Cosmos-Predict2 training checkpoint (WIW's converter maps them to diffusers names).
+_TRAINING_KEY = re.compile(r"^(?:[^.]+\.)?net\.blocks\.\d+\.")
+#: The converter's command, for a checkpoint still in training names.
+CONVERTER_HINT = ("convert it with World-in-World's converter first: python utils/pt_to_safetensors_cosmos.py "
+                  "--src_pt TRAINING.pt --ref_safetensors BASE/transformer/diffusion_pytorch_model.safetensors "
+                  "--out FT_DIR/transformer/diffusion_pytorch_model.safetensors, then "
+                  "pytest --wm FTcosmos --ckpt-path=FT_DIR --base-ckpt-path=BASE")
+
+
+def _check_transformer_folder(folder: Path) -> None:
+    """The folder has a config.json and its weights are in diffusers names, not Cosmos training names."""
+    require_transformer_config(folder)
+    from safetensors import safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as fh:
+            training = next((k for k in fh.keys() if _TRAINING_KEY.match(k)), None)
+        if training is not None:
+            raise CheckpointError(f"{file.resolve()}: tensor {training} is in Cosmos training names "
+                                  f"(net.blocks.N...), not the diffusers names FTcosmos loads: {CONVERTER_HINT}")
+
+
 #: The fine-tuned transformer of FTcosmos. The FT pipeline shares the text encoder, tokenizer, VAE, scheduler
 #: and safety checker with the base pipeline.
 FT_TRANSFORMER = FineTunedComponent(
     name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
-    load_base=_load_pipeline, check_folder=require_transformer_config)
+    load_base=_load_pipeline, check_folder=_check_transformer_folder, model_cls=CosmosTransformer3DModel,
+    takes_pipeline=True)
 
 
 class Cosmos2VideoToWorld(ComponentSwapModel):
     """Cosmos-Predict2 Video2World: the start image conditions the first latent frame, the prompt the rest."""
 
-    version = "1"
+    #: 2: the tiny FTcosmos is WIW's converted layout (transformer/ without config.json).
+    version = "2"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
@@ -167,7 +197,10 @@ class Cosmos2VideoToWorld(ComponentSwapModel):
                 raise CheckpointError("make_tiny('FTcosmos') needs base=<path of the tiny cosmos20 pipeline>")
             return save_tiny_fine_tune(
                 CosmosTransformer3DModel, out_dir, Path(base), seed, noise_scale=_FT_NOISE, generation=TINY_GENERATION,
-                description="Tiny 'fine-tuned' Cosmos-Predict2 transformer: the base with seeded noise.")
+                layout=CONFIG_LESS,
+                description="Tiny 'fine-tuned' Cosmos-Predict2 transformer (the base with seeded noise), laid out as "
+                            "World-in-World's converter utils/pt_to_safetensors_cosmos.py writes it: "
+                            "transformer/diffusion_pytorch_model.safetensors in diffusers names, no config.json.")
         raise ValueError(f"{cls.__name__}.make_tiny serves cosmos20 and FTcosmos, not {wm_type!r}")
 
 

@@ -1,9 +1,12 @@
 """LTX-Video image-to-video (diffusers ``LTXImageToVideoPipeline``): ``ltx`` and ``FTltx``.
 
 ``ltx`` loads a diffusers pipeline folder. ``FTltx`` loads a fully fine-tuned
-``LTXVideoTransformer3DModel`` (a component folder, or a folder holding ``transformer/`` as WIW's
-``--ft_dir`` does) on top of its ``ltx`` base pipeline and shares every other module with it;
-``zero_shot()`` switches back to the base transformer without a reload.
+``LTXVideoTransformer3DModel`` on top of its ``ltx`` base pipeline and shares every other module with it;
+``zero_shot()`` switches back to the base transformer without a reload. WIW's own FTltx checkpoint is a
+whole LTX pipeline folder (its ``--ft_dir``; WIW reads ``ft_dir/transformer``): its ``transformer/`` is the
+fine-tune, its other components must equal the base's (``checkpoint applied`` names any that differ). A
+folder holding ``transformer/``, a component folder and a bare ``.safetensors`` load too
+(wrappers.component_swap).
 
 Call arguments follow WIW's LTX worker: width, height, num_frames and steps (plus the guidance
 scale, 3.0 as the pipeline's default), no negative prompt, the pipeline's defaults for the rest.
@@ -30,6 +33,7 @@ from diffusers import (
 from pytest_wiw.api import CheckpointError, GenerationRequest
 
 from .component_swap import (
+    WHOLE_PIPELINE,
     ComponentSwap,
     ComponentSwapModel,
     FineTunedComponent,
@@ -90,13 +94,15 @@ def _check_transformer_config(folder: Path) -> None:
 #: with the base pipeline.
 FT_TRANSFORMER = FineTunedComponent(
     name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
-    load_base=_load_pipeline, check_folder=_check_transformer_config)
+    load_base=_load_pipeline, check_folder=_check_transformer_config, model_cls=LTXVideoTransformer3DModel,
+    takes_pipeline=True)
 
 
 class LTXImageToVideo(ComponentSwapModel):
     """LTX-Video I2V: the start image is the first latent frame, the prompt conditions the rest."""
 
-    version = "1"
+    #: 2: the tiny FTltx is WIW's layout (a whole pipeline folder whose transformer/ is fine-tuned).
+    version = "2"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
@@ -165,8 +171,10 @@ class LTXImageToVideo(ComponentSwapModel):
                     raise CheckpointError("make_tiny('FTltx') needs base=<path of the tiny ltx pipeline>")
                 return save_tiny_fine_tune(
                     LTXVideoTransformer3DModel, out_dir, Path(base), seed, noise_scale=_FT_NOISE,
-                    generation=TINY_GENERATION,
-                    description="Tiny 'fine-tuned' LTX-Video transformer: the base with seeded noise.")
+                    generation=TINY_GENERATION, layout=WHOLE_PIPELINE,
+                    description="Tiny 'fine-tuned' LTX-Video pipeline as World-in-World's FTltx checkpoint is laid "
+                                "out: a whole LTXImageToVideoPipeline folder whose transformer/ is the base's with "
+                                "seeded noise, every other component identical to the base's.")
         raise ValueError(f"{cls.__name__}.make_tiny serves ltx and FTltx, not {wm_type!r}")
 
 
