@@ -96,7 +96,7 @@ def test_only_the_launch_task_is_sent(run):
     for name in ("svd", "svd-wiw-seeded"):
         assert run.report[name]["tasks"] == ["navigation"]
         assert "task tested: navigation (WIW's default: the command has no --task_type)" in run.report[name]["notes"]
-    assert run[f"test_property_contract_holds[svd]"].properties["property_tasks"] == "navigation"
+    assert run["test_property_contract_holds[svd]"].properties["property_tasks"] == "navigation"
 
 
 def test_blocked_checks_fail_the_verdict(run):
