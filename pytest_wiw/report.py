@@ -150,7 +150,7 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         diff = (f"mean {f['baseline_diff_mean_abs']}/255, PSNR {f.get('baseline_diff_psnr_db')} dB"
                 if "baseline_diff_mean_abs" in f else "-")
         sha = (ckpt.get("sha256") or "")[:12]
-        lines.append(f"| {r['wm_type']} | {Path(ckpt.get('path', '-')).name} {sha} | {f['loads']} | "
+        lines.append(f"| {r['wm_type']} | {checkpoint_title(ckpt)} {sha} | {f['loads']} | "
                      f"{f['generations']} | {f.get('load_seconds', '-')} | {f.get('seconds_per_generation', '-')} "
                      f"| {diff} |")
     problems = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] in ("failed", "error")]
@@ -187,3 +187,15 @@ def merge_report_dirs(dirs: list[Path]) -> dict[str, dict]:
             merged[name]["checks"] = sorted(have.values(), key=lambda c: c["name"])
             merged[name]["verdict"] = verdict(merged[name]["checks"])
     return merged
+
+
+# Revision characters the table shows, as git's short hashes do.
+REVISION_SHOWN = 12
+
+
+def checkpoint_title(ckpt: dict) -> str:
+    """A checkpoint's short name: ``org/name@revision`` for a hub cache snapshot, else its file or folder name."""
+    hub = ckpt.get("hub_snapshot")
+    if hub:
+        return f"{hub['repo_id']}@{hub['revision'][:REVISION_SHOWN]}"
+    return Path(ckpt.get("path", "-")).name
