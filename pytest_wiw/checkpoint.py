@@ -37,6 +37,17 @@ HUB_REPO_PREFIX = "models--"
 HUB_REPO_SEPARATOR = "--"
 HUB_SNAPSHOTS = "snapshots"
 HUB_REFS = "refs"
+# diffusers names a weight variant's files by putting the variant before the extension (``_add_variant``
+# in diffusers/utils/hub_utils.py): ``diffusion_pytorch_model.fp16.safetensors``, ``model.fp16.safetensors``,
+# sharded ``diffusion_pytorch_model.fp16-00001-of-00002.safetensors``. Only diffusers' and transformers'
+# own weight names are read this way: a LoRA or a training script's file may have dots of its own.
+_VARIANT_FILE = re.compile(r"^(?:diffusion_pytorch_model|model)\.(?P<variant>[A-Za-z0-9_]+?)"
+                           r"(?:-\d+-of-\d+)?\.safetensors$")
+#: ``--wm-opt variant=none`` picks the files without a variant.
+NO_VARIANT = "none"
+#: The wrapper option that picks a variant where a folder holds several.
+VARIANT_OPTION = "variant"
+_VARIANT_FORMATS = ("diffusers", "component", "component-folder")
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,8 @@ class Checkpoint:
     card: dict = field(default_factory=dict)
     #: The hub cache snapshot the checkpoint lies in, if it does.
     hub: HubSnapshot | None = None
+    #: The diffusers weight variant whose files ``files`` are (``fp16``...), None for the plain files.
+    variant: str | None = None
     _sha256: str | None = None
 
     @property
@@ -152,7 +165,7 @@ class Checkpoint:
 
     def describe(self) -> dict:
         out = {"path": str(self.path), "format": self.format,
-               "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes()}
+               "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes(), "variant": self.variant}
         if self.hub is not None:
             out["hub_snapshot"] = self.hub.describe()
         return out
@@ -176,8 +189,12 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("F", "BF"))
 
 
-def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Resolve ``path`` to a Checkpoint, or raise CheckpointError naming the file and the cause."""
+def open_checkpoint(path: str | Path, variant: str | None = None) -> Checkpoint:
+    """Resolve ``path`` to a Checkpoint, or raise CheckpointError naming the file and the cause.
+
+    ``variant`` (``--wm-opt variant=``) picks the diffusers weight variant of a folder that holds
+    several (``fp16``, or ``none`` for the files without one); a folder holding one loads that one.
+    """
     path = Path(path).expanduser()
     if path.is_symlink() and not path.exists():
         raise CheckpointError(f"{path}: a symlink to {_link_target(path)}, which does not exist")
@@ -207,7 +224,45 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
                               "(model_index.json), a component folder (config.json + weights) or a LoRA "
                               f".safetensors; found {', '.join(w.name for w in weights[:5])}")
-    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub)
+    chosen = None
+    if fmt in _VARIANT_FORMATS:
+        weights, chosen = _pick_variant(path, weights, variant)
+    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub, variant=chosen)
+
+
+def weight_variant(file: Path) -> str | None:
+    """The diffusers variant a weights file belongs to (``fp16`` for ``model.fp16.safetensors``), or None."""
+    match = _VARIANT_FILE.match(file.name)
+    return match["variant"] if match else None
+
+
+def _pick_variant(path: Path, weights: list[Path], requested: str | None) -> tuple[list[Path], str | None]:
+    """The weight files of one variant, and its name: the only one there, or the one ``requested``."""
+    by_variant: dict[str | None, list[Path]] = {}
+    for w in weights:
+        by_variant.setdefault(weight_variant(w), []).append(w)
+    if len(by_variant) == 1:
+        (only,) = by_variant
+        return weights, only
+    found = ", ".join(f"{v or NO_VARIANT} ({', '.join(f.relative_to(path).as_posix() for f in files[:3])}"
+                      f"{', ...' if len(files) > 3 else ''})" for v, files in sorted(
+                          by_variant.items(), key=lambda item: item[0] or ""))
+    if requested is None:
+        raise CheckpointError(f"{path}: holds the weights in several diffusers variants: {found}; say which to "
+                              f"load with --wm-opt {VARIANT_OPTION}=NAME (e.g. --wm-opt {VARIANT_OPTION}="
+                              f"{next(v for v in by_variant if v)}; {VARIANT_OPTION}={NO_VARIANT} for the files "
+                              "without a variant)")
+    wanted = None if requested == NO_VARIANT else requested
+    if wanted not in by_variant:
+        raise CheckpointError(f"{path}: --wm-opt {VARIANT_OPTION}={requested}: no weights of that variant here; "
+                              f"found {found}")
+    chosen = by_variant[wanted]
+    lacking = sorted({w.parent for w in weights} - {w.parent for w in chosen})
+    if lacking:
+        raise CheckpointError(f"{path}: --wm-opt {VARIANT_OPTION}={requested}: "
+                              f"{', '.join(p.relative_to(path).as_posix() or '.' for p in lacking)} holds no weights "
+                              f"of that variant; found {found}")
+    return chosen, wanted
 
 
 def _open_file(path: Path, hub: HubSnapshot | None) -> Checkpoint:

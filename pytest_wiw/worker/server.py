@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..checkpoint import Checkpoint, card_generation, open_checkpoint
+from ..checkpoint import VARIANT_OPTION, Checkpoint, card_generation, open_checkpoint
 from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
@@ -51,10 +51,11 @@ class Worker:
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
             ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
-        ckpt = open_checkpoint(ckpt_path)
+        variant = (cfg.get("options") or {}).get(VARIANT_OPTION)
+        ckpt = open_checkpoint(ckpt_path, variant)
         base_ckpt = None
         if spec.is_ft:
-            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path))
+            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path), variant)
         generation = effective_generation(spec.defaults, [base_ckpt, ckpt], cfg.get("options") or {})
         spec = dataclasses.replace(spec, defaults=generation)
 
