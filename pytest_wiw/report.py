@@ -71,10 +71,21 @@ class ReportCollector:
             "verdict": verdict(checks), "checkpoint": checkpoint, "worker_failure": worker.get("worker_failure"),
             "base_checkpoint": worker.get("base_checkpoint"), "environment": worker.get("environment", {}),
             "generation": worker.get("generation"), "notes": worker.get("notes", []),
+            "preset": self.preset(wm_type),
             "expected_failures": {**spec.expected_failures,
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
             "checks": checks, "figures": figures,
         }
+
+    def preset(self, wm_type: str) -> dict | None:
+        """The --wm-preset this wm_type ran under: its name, resolved settings and their source."""
+        name = self.selection.preset
+        if name is None:
+            return None
+        from .presets import preset_note
+
+        return {"name": name, "settings": self.selection.preset_settings(wm_type),
+                "source": preset_note(name, wm_type)}
 
     def write(self, out_dir: Path) -> list[Path]:
         return write_reports(self.reports(), out_dir)
