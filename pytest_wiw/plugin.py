@@ -81,6 +81,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 # 2. selection ------------------------------------------------------------------------------------
 @pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Stop before any conftest loads when a ``--ckpt-path PATH`` (space form) moved the rootdir
+    (pytest issue 8846; see pytest_wiw.rootdir for why it cannot be repaired here)."""
+    from .rootdir import misplaced_rootdir
+
+    message = misplaced_rootdir(early_config)
+    if message:
+        raise pytest.UsageError(message)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "wm_check(name): the conformance check a test implements")
     if config.option.wm_list or not config.option.wm:
