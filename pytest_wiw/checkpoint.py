@@ -200,8 +200,7 @@ def open_checkpoint(path: str | Path, variant: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{path}: a symlink to {_link_target(path)}, which does not exist")
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder (check --ckpt-path)")
-    # A file's own link is not followed: a hub snapshot's file links to a blob named by its hash only.
-    path = path.parent.resolve() / path.name if path.is_file() else path.resolve()
+    path = _resolve_file(path) if path.is_file() else path.resolve()
     hub = hub_snapshot_of(path)
     if path.is_file():
         return _open_file(path, hub)
@@ -263,6 +262,13 @@ def _pick_variant(path: Path, weights: list[Path], requested: str | None) -> tup
                               f"{', '.join(p.relative_to(path).as_posix() or '.' for p in lacking)} holds no weights "
                               f"of that variant; found {found}")
     return chosen, wanted
+
+
+def _resolve_file(path: Path) -> Path:
+    """A weights file's path with its folders' links resolved. A hub snapshot's file keeps its own name (it
+    links to a blob named by its hash); any other file link is followed, as the user named that file."""
+    in_folder = path.parent.resolve() / path.name
+    return in_folder if hub_snapshot_of(in_folder) is not None else path.resolve()
 
 
 def _open_file(path: Path, hub: HubSnapshot | None) -> Checkpoint:

@@ -135,3 +135,18 @@ def test_damaged_snapshot_fails_checkpoint_readable(svd_snapshot, tmp_path, run_
     assert run.returncode == 1 and verdict.outcome == "failed"
     assert str(copy / UNET_FILE) in verdict.message and "outside the hub cache repository folder" in verdict.message
     assert "INTERNALERROR" not in run.output
+
+
+def test_a_linked_file_outside_a_hub_cache_is_followed(tmp_path):
+    """A user's own link to a LoRA file elsewhere: the file named is the file read, as before."""
+    from safetensors.torch import save_file
+    import torch
+
+    real = tmp_path / "data" / "lora.safetensors"
+    real.parent.mkdir()
+    save_file({"blocks.0.lora_A.weight": torch.ones(2, 2)}, real)
+    link = tmp_path / "ckpts" / "ft.safetensors"
+    link.parent.mkdir()
+    os.symlink(real, link)
+    ckpt = open_checkpoint(link)
+    assert ckpt.path == real and ckpt.hub is None and ckpt.format == "lora"
