@@ -165,7 +165,9 @@ class Checkpoint:
 
     def describe(self) -> dict:
         out = {"path": str(self.path), "format": self.format,
-               "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes(), "variant": self.variant}
+               "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes()}
+        if self.variant is not None:
+            out["variant"] = self.variant
         if self.hub is not None:
             out["hub_snapshot"] = self.hub.describe()
         return out

@@ -56,18 +56,19 @@ def misplaced_rootdir(config) -> str | None:
 
 
 def _harmed(config, rootpath: Path, inipath: Path | None, pairs: list[tuple[str, str]]) -> bool:
-    """Whether the space form changed the ini file, or moved the rootdir into one of the option values.
+    """Whether the space form changed the ini file, or moved the rootdir (and its .pytest_cache) into one
+    of the option values, away from the project folder.
 
-    A rootdir moved elsewhere with no ini file either way (a common parent folder) changes nothing a
-    user set, so it passes.
+    A rootdir moved elsewhere with no ini file either way (a common parent folder, or a checkpoint folder
+    that holds the project) changes nothing a user set, so it passes.
     """
     if inipath != config.inipath:
         return True
-    if rootpath == config.rootpath:
-        return False
-    base = Path(config.invocation_params.dir)
-    for _, value in pairs:
-        path = (base / value).resolve()
-        if config.rootpath.resolve() == path or path in config.rootpath.resolve().parents:
-            return True
-    return False
+    base, chosen = Path(config.invocation_params.dir).resolve(), config.rootpath.resolve()
+    if rootpath == config.rootpath or _at_or_above(chosen, base):
+        return False  # the same rootdir, or one that still holds the project folder
+    return any(_at_or_above((base / value).resolve(), chosen) for _, value in pairs)
+
+
+def _at_or_above(folder: Path, path: Path) -> bool:
+    return folder == path or folder in path.parents
