@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,24 @@ SAFETENSORS_DTYPES = {
 MAX_FINGERPRINT_TENSORS = 48
 CARD_NAME = "README.md"
 _HASH_CHUNK = 8 * 1024 * 1024
+# A Hugging Face hub cache keeps one folder per repository, ``models--<org>--<name>``, holding
+# ``blobs/<sha256>`` (the file contents), ``snapshots/<revision>/...`` (the repository's tree, every file a
+# relative symlink into ``../../blobs``) and ``refs/<branch>`` (a file holding the revision).
+HUB_REPO_PREFIX = "models--"
+HUB_REPO_SEPARATOR = "--"
+HUB_SNAPSHOTS = "snapshots"
+HUB_REFS = "refs"
+# diffusers names a weight variant's files by putting the variant before the extension (``_add_variant``
+# in diffusers/utils/hub_utils.py): ``diffusion_pytorch_model.fp16.safetensors``, ``model.fp16.safetensors``,
+# sharded ``diffusion_pytorch_model.fp16-00001-of-00002.safetensors``. Only diffusers' and transformers'
+# own weight names are read this way: a LoRA or a training script's file may have dots of its own.
+_VARIANT_FILE = re.compile(r"^(?:diffusion_pytorch_model|model)\.(?P<variant>[A-Za-z0-9_]+?)"
+                           r"(?:-\d+-of-\d+)?\.safetensors$")
+#: ``--wm-opt variant=none`` picks the files without a variant.
+NO_VARIANT = "none"
+#: The wrapper option that picks a variant where a folder holds several.
+VARIANT_OPTION = "variant"
+_VARIANT_FORMATS = ("diffusers", "component", "component-folder")
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,45 @@ class TensorInfo:
     dtype: str
     shape: tuple[int, ...]
     offsets: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class HubSnapshot:
+    """A snapshot folder of a Hugging Face hub cache: ``<cache>/models--org--name/snapshots/<revision>``."""
+
+    repo_folder: Path
+    repo_id: str
+    revision: str
+    #: The refs (branch or tag names, e.g. ``main``) that point at this revision.
+    refs: tuple[str, ...] = ()
+
+    def describe(self) -> dict:
+        return {"repo_id": self.repo_id, "revision": self.revision, "refs": list(self.refs),
+                "repo_folder": str(self.repo_folder)}
+
+
+def hub_snapshot_of(path: Path) -> HubSnapshot | None:
+    """The hub cache snapshot ``path`` is (or lies in), or None when it is not in a hub cache."""
+    for folder in (path, *path.parents):
+        repo = folder.parent.parent
+        if folder.parent.name == HUB_SNAPSHOTS and repo.name.startswith(HUB_REPO_PREFIX):
+            repo_id = repo.name[len(HUB_REPO_PREFIX):].replace(HUB_REPO_SEPARATOR, "/")
+            return HubSnapshot(repo_folder=repo, repo_id=repo_id, revision=folder.name,
+                               refs=_refs_naming(repo / HUB_REFS, folder.name))
+    return None
+
+
+def _refs_naming(refs_dir: Path, revision: str) -> tuple[str, ...]:
+    if not refs_dir.is_dir():
+        return ()
+    found = []
+    for ref in sorted(refs_dir.rglob("*")):
+        try:
+            if ref.is_file() and ref.read_text(encoding="utf-8", errors="replace").strip() == revision:
+                found.append(ref.relative_to(refs_dir).as_posix())
+        except OSError:
+            continue
+    return tuple(found)
 
 
 @dataclass
@@ -53,6 +111,10 @@ class Checkpoint:
     format: str
     files: tuple[Path, ...]
     card: dict = field(default_factory=dict)
+    #: The hub cache snapshot the checkpoint lies in, if it does.
+    hub: HubSnapshot | None = None
+    #: The diffusers weight variant whose files ``files`` are (``fp16``...), None for the plain files.
+    variant: str | None = None
     _sha256: str | None = None
 
     @property
@@ -103,8 +165,13 @@ class Checkpoint:
         return [keys[round(i * step)] for i in range(MAX_FINGERPRINT_TENSORS)]
 
     def describe(self) -> dict:
-        return {"path": str(self.path), "format": self.format,
-                "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes()}
+        out = {"path": str(self.path), "format": self.format,
+               "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes()}
+        if self.variant is not None:
+            out["variant"] = self.variant
+        if self.hub is not None:
+            out["hub_snapshot"] = self.hub.describe()
+        return out
 
 
 def tensor_key(ckpt: Checkpoint, file: Path, name: str) -> str:
@@ -125,15 +192,22 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("F", "BF"))
 
 
-def open_checkpoint(path: str | Path) -> Checkpoint:
-    """Resolve ``path`` to a Checkpoint, or raise CheckpointError naming the file and the cause."""
+def open_checkpoint(path: str | Path, variant: str | None = None) -> Checkpoint:
+    """Resolve ``path`` to a Checkpoint, or raise CheckpointError naming the file and the cause.
+
+    ``variant`` (``--wm-opt variant=``) picks the diffusers weight variant of a folder that holds
+    several (``fp16``, or ``none`` for the files without one); a folder holding one loads that one.
+    """
     path = Path(path).expanduser()
+    if path.is_symlink() and not path.exists():
+        raise CheckpointError(f"{path}: a symlink to {_link_target(path)}, which does not exist")
     if not path.exists():
         raise CheckpointError(f"{path}: no such file or folder (check --ckpt-path)")
-    path = path.resolve()
+    path = _resolve_file(path) if path.is_file() else path.resolve()
+    hub = hub_snapshot_of(path)
     if path.is_file():
-        return _open_file(path)
-    weights = _weight_files(path)
+        return _open_file(path, hub)
+    weights = _weight_files(path, hub)
     if not weights:
         raise CheckpointError(f"{path}: the folder holds no .safetensors weights "
                               "(an empty or incomplete download?)")
@@ -154,24 +228,69 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
                               "(model_index.json), a component folder (config.json + weights) or a LoRA "
                               f".safetensors; found {', '.join(w.name for w in weights[:5])}")
-    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card)
+    chosen = None
+    if fmt in _VARIANT_FORMATS:
+        weights, chosen = _pick_variant(path, weights, variant)
+    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub, variant=chosen)
 
 
-def _open_file(path: Path) -> Checkpoint:
+def weight_variant(file: Path) -> str | None:
+    """The diffusers variant a weights file belongs to (``fp16`` for ``model.fp16.safetensors``), or None."""
+    match = _VARIANT_FILE.match(file.name)
+    return match["variant"] if match else None
+
+
+def _pick_variant(path: Path, weights: list[Path], requested: str | None) -> tuple[list[Path], str | None]:
+    """The weight files of one variant, and its name: the only one there, or the one ``requested``."""
+    by_variant: dict[str | None, list[Path]] = {}
+    for w in weights:
+        by_variant.setdefault(weight_variant(w), []).append(w)
+    if len(by_variant) == 1:
+        (only,) = by_variant
+        return weights, only
+    found = ", ".join(f"{v or NO_VARIANT} ({', '.join(f.relative_to(path).as_posix() for f in files[:3])}"
+                      f"{', ...' if len(files) > 3 else ''})" for v, files in sorted(
+                          by_variant.items(), key=lambda item: item[0] or ""))
+    if requested is None:
+        raise CheckpointError(f"{path}: holds the weights in several diffusers variants: {found}; say which to "
+                              f"load with --wm-opt {VARIANT_OPTION}=NAME (e.g. --wm-opt {VARIANT_OPTION}="
+                              f"{next(v for v in by_variant if v)}; {VARIANT_OPTION}={NO_VARIANT} for the files "
+                              "without a variant)")
+    wanted = None if requested == NO_VARIANT else requested
+    if wanted not in by_variant:
+        raise CheckpointError(f"{path}: --wm-opt {VARIANT_OPTION}={requested}: no weights of that variant here; "
+                              f"found {found}")
+    chosen = by_variant[wanted]
+    lacking = sorted({w.parent for w in weights} - {w.parent for w in chosen})
+    if lacking:
+        raise CheckpointError(f"{path}: --wm-opt {VARIANT_OPTION}={requested}: "
+                              f"{', '.join(p.relative_to(path).as_posix() or '.' for p in lacking)} holds no weights "
+                              f"of that variant; found {found}")
+    return chosen, wanted
+
+
+def _resolve_file(path: Path) -> Path:
+    """A weights file's path with its folders' links resolved. A hub snapshot's file keeps its own name (it
+    links to a blob named by its hash); any other file link is followed, as the user named that file."""
+    in_folder = path.parent.resolve() / path.name
+    return in_folder if hub_snapshot_of(in_folder) is not None else path.resolve()
+
+
+def _open_file(path: Path, hub: HubSnapshot | None) -> Checkpoint:
     if path.name.endswith(PICKLE_SUFFIXES):
         raise CheckpointError(f"{path}: pickle checkpoints are refused (loading one can run code): "
                               f"convert it to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(path)}")
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: not a .safetensors file")
+    _check_link(path, path.parent, hub)
     fmt = "lora" if _looks_like_lora(path) else "safetensors"
-    return Checkpoint(path=path, format=fmt, files=(path,), card=read_card(path.parent))
+    return Checkpoint(path=path, format=fmt, files=(path,), card=read_card(path.parent), hub=hub)
 
 
-def _weight_files(folder: Path) -> list[Path]:
+def _weight_files(folder: Path, hub: HubSnapshot | None) -> list[Path]:
     files = []
     for f in sorted(folder.rglob("*")):
-        if f.is_symlink() and not _inside(f.resolve(), folder):
-            raise CheckpointError(f"{f}: symlink leads outside the checkpoint folder (to {f.resolve()})")
+        _check_link(f, folder, hub)
         if not f.is_file():
             continue
         if f.suffix == ".safetensors":
@@ -180,6 +299,35 @@ def _weight_files(folder: Path) -> list[Path]:
             raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
                                   f"them to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(f)}")
     return files
+
+
+def _check_link(f: Path, folder: Path, hub: HubSnapshot | None) -> None:
+    """CheckpointError for a symlink that leads out of the checkpoint, or to nothing.
+
+    In a hub cache snapshot every file is a link into the repository's ``blobs/``: a link may lead
+    anywhere inside that ``models--*`` folder, and nowhere out of it. Elsewhere a link must stay in
+    the checkpoint folder.
+    """
+    if not f.is_symlink():
+        return
+    target = f.resolve()
+    if not target.exists():
+        raise CheckpointError(f"{f}: a symlink to {_link_target(f)}, which does not exist "
+                              "(an interrupted download, or a blob deleted from the hub cache?)")
+    if hub is not None:
+        if not _inside(target, hub.repo_folder):
+            raise CheckpointError(f"{f}: symlink leads outside the hub cache repository folder {hub.repo_folder} "
+                                  f"(to {target}): a hub snapshot's files link into its own blobs/ only; "
+                                  "the cache was edited or copied without its blobs")
+    elif not _inside(target, folder):
+        raise CheckpointError(f"{f}: symlink leads outside the checkpoint folder (to {target})")
+
+
+def _link_target(link: Path) -> str:
+    try:
+        return str(link.readlink())
+    except OSError:
+        return "?"
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -43,9 +43,15 @@ class PoolSettings:
     python: str = sys.executable
     tiny_cache: str = ""
     options: dict = field(default_factory=dict)
+    #: wm_type -> the options a --wm-preset gives it (under ``options``, which win)
+    preset_options: dict = field(default_factory=dict)
     worker_index: int = 0
     #: wm_type -> the command line of a WIW worker script run through the legacy adapter
     worker_cmds: dict = field(default_factory=dict)
+
+    def options_for(self, wm_type: str) -> dict:
+        """The options a worker of ``wm_type`` gets: its preset's values, with the --wm-opt values over them."""
+        return {**self.preset_options.get(wm_type, {}), **self.options}
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,7 @@ class WorkerPool:
             "spec": spec.to_dict(), "base_spec": base_spec.to_dict() if base_spec else None,
             "ckpt": key.ckpt, "base_ckpt": key.base_ckpt, "device": device, "dtype": self.settings.dtype,
             "threads": self.settings.threads, "deterministic": self.settings.deterministic,
-            "options": self.settings.options,
+            "options": self.settings.options_for(spec.name),
             "tiny_cache": self.settings.tiny_cache,
         }
         log = self.log_dir / f"{spec.name}.log"
@@ -194,7 +200,8 @@ class WorkerPool:
         command = self.settings.worker_cmds[spec.name]
         label = f"legacy worker {spec.name} ({command})"
         try:
-            generation = legacy_generation(spec, {**self.settings.options,
+            # the script generates at its own arguments: they win over a preset, and --wm-opt may not contradict them
+            generation = legacy_generation(spec, {**self.settings.options_for(spec.name),
                                                   **command_settings(command, self.settings.options)})
             task, task_source = command_task(command, self.settings.options)
             process = LegacyWorkerProcess(command, env, self.log_dir / f"{spec.name}.log", label, spec=spec)

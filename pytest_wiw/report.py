@@ -74,10 +74,21 @@ class ReportCollector:
             "base_checkpoint": worker.get("base_checkpoint"), "environment": worker.get("environment", {}),
             "generation": worker.get("generation"), "notes": worker.get("notes", []),
             "tasks": worker.get("tasks"), "restarts": worker.get("restarts", []),
+            "preset": self.preset(wm_type),
             "expected_failures": {**spec.expected_failures,
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
             "checks": checks, "figures": figures,
         }
+
+    def preset(self, wm_type: str) -> dict | None:
+        """The --wm-preset this wm_type ran under: its name, resolved settings and their source."""
+        name = self.selection.preset
+        if name is None:
+            return None
+        from .presets import preset_note
+
+        return {"name": name, "settings": self.selection.preset_settings(wm_type),
+                "source": preset_note(name, wm_type)}
 
     def write(self, out_dir: Path) -> list[Path]:
         return write_reports(self.reports(), out_dir)
@@ -160,7 +171,7 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         diff = (f"mean {f['baseline_diff_mean_abs']}/255, PSNR {f.get('baseline_diff_psnr_db')} dB"
                 if "baseline_diff_mean_abs" in f else "-")
         sha = (ckpt.get("sha256") or "")[:12]
-        lines.append(f"| {r['wm_type']} | {Path(ckpt.get('path', '-')).name} {sha} | {f['loads']} | "
+        lines.append(f"| {r['wm_type']} | {checkpoint_title(ckpt)} {sha} | {f['loads']} | "
                      f"{f['generations']} | {f.get('load_seconds', '-')} | {f.get('seconds_per_generation', '-')} "
                      f"| {diff} |")
     blocked = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] == "blocked"]
@@ -208,3 +219,15 @@ def merge_report_dirs(dirs: list[Path]) -> dict[str, dict]:
             merged[name]["checks"] = sorted(have.values(), key=lambda c: c["name"])
             merged[name]["verdict"] = verdict(merged[name]["checks"])
     return merged
+
+
+# Revision characters the table shows, as git's short hashes do.
+REVISION_SHOWN = 12
+
+
+def checkpoint_title(ckpt: dict) -> str:
+    """A checkpoint's short name: ``org/name@revision`` for a hub cache snapshot, else its file or folder name."""
+    hub = ckpt.get("hub_snapshot")
+    if hub:
+        return f"{hub['repo_id']}@{hub['revision'][:REVISION_SHOWN]}"
+    return Path(ckpt.get("path", "-")).name

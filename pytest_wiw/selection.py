@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .pool import PoolSettings, visible_gpus, xdist_worker_index
+from .presets import preset_options
 from .registry import WMSpec, load_registry
 from .tiny import default_cache_dir
 
@@ -36,6 +37,13 @@ class Selection:
     max_examples: int | None = None
     #: --wm-allow-pickle: convert pickle weights (weights_only) instead of refusing them
     allow_pickle: bool = False
+    #: --wm-preset: the named generation settings the types run at (None: the registry's and cards')
+    preset: str | None = None
+
+    def preset_settings(self, wm_type: str) -> dict[str, str]:
+        """The preset's settings of ``wm_type`` as they resolve: the preset's values under --wm-opt's."""
+        preset = self.settings.preset_options.get(wm_type, {})
+        return {k: self.settings.options.get(k, v) for k, v in preset.items()}
 
 
 def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
@@ -54,6 +62,7 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
     for name in base:
         if not registry[name].is_ft:
             raise UsageError(f"--base-ckpt-path {name}=...: {name} is a zero-shot type; only FT types take a base")
+    preset = getattr(option, "wm_preset", None)
     dtype = option.wm_dtype
     if dtype not in DTYPES:
         raise UsageError(f"--wm-dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -66,6 +75,7 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         python=parse_python(option.wm_worker_python),
         tiny_cache=str(default_cache_dir()),
         options=parse_options(option.wm_opt), worker_index=xdist_worker_index(), worker_cmds=worker_cmds,
+        preset_options={name: preset_options(preset, name) for name in names} if preset else {},
     )
     return Selection(
         wm_types=names, registry=registry, ckpt=ckpt, base_ckpt=base, settings=settings,
@@ -74,7 +84,7 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         max_batch=parse_int("--wm-max-batch", option.wm_max_batch, minimum=1),
         expected_failures=parse_expected_failures(ini_expected_failures, registry),
         baseline_cache=str(Path(option.wm_baseline_cache).expanduser().absolute()) if option.wm_baseline_cache else None,
-        allow_pickle=bool(getattr(option, "wm_allow_pickle", False)),
+        allow_pickle=bool(getattr(option, "wm_allow_pickle", False)), preset=preset,
         max_examples=(parse_int("--wm-max-examples", option.wm_max_examples, minimum=0)
                       if option.wm_max_examples is not None else None),
     )

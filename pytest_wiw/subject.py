@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint import Checkpoint, open_checkpoint
+from .checkpoint import VARIANT_OPTION, Checkpoint, open_checkpoint
 from .dependencies import OWNERS
 from .errors import CheckpointError
 from .pool import RequestRejected, WorkerHandle, WorkerPool
@@ -124,6 +124,11 @@ class WMSubject:
         self.metrics: dict[str, object] = {}
 
     @property
+    def variant(self) -> str | None:
+        """The diffusers weight variant ``--wm-opt variant=`` asks for (None: the only one a folder holds)."""
+        return self.pool.settings.options.get(VARIANT_OPTION)
+
+    @property
     def legacy_command(self) -> str | None:
         """The WIW worker script command this type runs through the legacy adapter, if any."""
         return self.pool.settings.worker_cmds.get(self.spec.name)
@@ -150,14 +155,14 @@ class WMSubject:
             handle = self.worker()
             resolved = handle.process.resolved if handle.process is not None else None
             path = resolved["ckpt"] if resolved else self.ready()["ckpt"]["path"]
-        return open_checkpoint(path)
+        return open_checkpoint(path, self.variant)
 
     def worker(self) -> WorkerHandle:
         if self._handle is None:
             try:  # never start a worker on a checkpoint that fails to open here
                 ckpt, base = self.checkpoint_paths()
                 if ckpt is not None:
-                    open_checkpoint(ckpt).tensor_index()  # every header parses and fits its file
+                    open_checkpoint(ckpt, self.variant).tensor_index()  # every header parses and fits its file
             except CheckpointError as exc:
                 handle = WorkerHandle(None, self.spec, None, self.pool.settings)
                 handle.failure = f"checkpoint not loaded: {exc}"
@@ -216,7 +221,7 @@ class WMSubject:
 
         ready = handle.ready
         key = baseline_key(
-            base_sha256=open_checkpoint(ready["base_ckpt"]["path"]).sha256(), request_digest=r.content_digest(),
+            base_sha256=open_checkpoint(ready["base_ckpt"]["path"], self.variant).sha256(), request_digest=r.content_digest(),
             seed=r.seed, wrapper=self.spec.wrapper, wrapper_version=ready.get("wrapper_version", "?"),
             environment=ready["environment"], dtype=self.pool.settings.dtype, generation=ready["generation"])
         cached = self.baseline_cache.get(key)

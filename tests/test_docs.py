@@ -16,7 +16,7 @@ def test_github_workflow_is_valid_and_shards_then_merges():
     jobs = workflow["jobs"]
     assert jobs["check"]["strategy"]["matrix"]["shard"] == [1, 2, 3, 4]
     check_steps = " ".join(s.get("run", "") for s in jobs["check"]["steps"])
-    assert "--wm-shard ${{ matrix.shard }}/4" in check_steps and "--wm-report report-" in check_steps
+    assert "--wm-shard ${{ matrix.shard }}/4" in check_steps and "--wm-report=report-" in check_steps
     assert jobs["merge"]["needs"] == "check"
     merge_steps = " ".join(s.get("run", "") for s in jobs["merge"]["steps"])
     assert "pytest-wiw report shards/* --out merged" in merge_steps

@@ -131,7 +131,6 @@ def test_defect_gets_exactly_its_verdicts(run, wm_type):
     assert not wrong, wrong
 
 
-@pytest.mark.parametrize(("wm_type", "check"), WORDS, ids=[f"{w}-{c}" for w, c in WORDS])
 def test_hang_at_load_fails_the_load_alone_and_blocks_the_rest(tmp_path, run_env):
     """The static checks judge the files the worker resolved before it hung; the rest wait on the load."""
     hung = run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "svd-hangs-at-load",

@@ -57,8 +57,8 @@ class FineTunedComponent:
     arch_fields: tuple[str, ...]
     #: ``load(folder, dtype)``: the fine-tuned module (on the CPU), or a CheckpointError.
     load: Callable[[Path, torch.dtype], Any]
-    #: ``load_base(path, dtype, device)``: the base pipeline on ``device``, or a CheckpointError.
-    load_base: Callable[[Path, torch.dtype, str], Any]
+    #: ``load_base(base_ckpt, dtype, device)``: the base pipeline on ``device``, or a CheckpointError.
+    load_base: Callable[[Checkpoint, torch.dtype, str], Any]
     #: What the FT checkpoint must hold, in the message for a checkpoint of another format (default: label).
     expects: str = ""
     #: What the base checkpoint must be: ``a diffusers <base_folder> folder``.
@@ -183,7 +183,7 @@ def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, co
             component.check_folder(folder)
         if source.config_borrowed:
             check_weights_fit_config(component, source, ckpt)
-        base_pipe = component.load_base(base_ckpt.path, dtype, device)
+        base_pipe = component.load_base(base_ckpt, dtype, device)
         ft_module = component.load(folder, dtype)
     check_fits_base(component, ft_module, base_pipe, folder=source.weights[0].parent, base_path=base_ckpt.path)
     ft_module.to(device)

@@ -31,7 +31,7 @@ from diffusers import (
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from pytest_wiw.api import CheckpointError, GenerationRequest
+from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest
 
 from .component_swap import (
     CONFIG_LESS,
@@ -43,7 +43,7 @@ from .component_swap import (
     require_transformer_config,
     save_tiny_fine_tune,
 )
-from .diffusers_setup import ready_to_run, write_tiny_card
+from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
 
 # Generation settings of the tiny checkpoints make_tiny writes (carried in their cards).
 TINY_GENERATION = {
@@ -83,10 +83,12 @@ class NoOpSafetyChecker(ModelMixin, ConfigMixin):
         return self._device_tracker.dtype
 
 
-def _load_pipeline(path: Path, dtype: torch.dtype, device: str) -> Cosmos2VideoToWorldPipeline:
+def _load_pipeline(ckpt: Checkpoint, dtype: torch.dtype, device: str) -> Cosmos2VideoToWorldPipeline:
+    path = Path(ckpt.path)
     try:
         pipe = Cosmos2VideoToWorldPipeline.from_pretrained(
-            str(path), safety_checker=NoOpSafetyChecker(), dtype=dtype, local_files_only=True)
+            str(path), safety_checker=NoOpSafetyChecker(), dtype=dtype, local_files_only=True,
+            **variant_kwargs(ckpt))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: cannot load a Cosmos2VideoToWorldPipeline from this folder: "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -160,7 +162,7 @@ class Cosmos2VideoToWorld(ComponentSwapModel):
         if ckpt.format != "diffusers":
             raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers Cosmos2VideoToWorldPipeline "
                                   f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
-        self._swap = ComponentSwap(_load_pipeline(ckpt.path, dtype, device))
+        self._swap = ComponentSwap(_load_pipeline(ckpt, dtype, device))
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> np.ndarray:

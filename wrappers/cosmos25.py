@@ -75,7 +75,7 @@ class Cosmos25Predict(WorldModel):
         if g.num_frames < 1:
             raise SpecError(f"cosmos25 needs num_frames >= 1, got {g.num_frames}")
         require_pipeline_folder(ckpt, WM, Cosmos2_5_PredictBasePipeline)
-        pipe = load_pipeline_folder(Cosmos2_5_PredictBasePipeline, Path(ckpt.path), WM, dtype=dtype,
+        pipe = load_pipeline_folder(Cosmos2_5_PredictBasePipeline, ckpt, WM, dtype=dtype,
                                     safety_checker=NoOpSafetyChecker(), local_files_only=True)
         _check_no_torchvision_needed(pipe, ckpt.path)
         self.pipe = ready_to_run(pipe, device)

@@ -39,15 +39,27 @@ def check_pipeline_class(path: Path, pipeline_cls, wm_name: str) -> None:
         raise CheckpointError(f"{index}: names pipeline {cls_name!r}; {wm_name} needs a {pipeline_cls.__name__}")
 
 
-def load_pipeline_folder(pipeline_cls, path: Path, wm_name: str, *, dtype: torch.dtype,
+def variant_kwargs(ckpt: Checkpoint) -> dict:
+    """The ``from_pretrained`` arguments that load the checkpoint's diffusers weight variant.
+
+    ``open_checkpoint`` found it: the only variant the folder holds (``variant="fp16"`` for a folder of
+    ``*.fp16.safetensors`` files, as WIW's SVD snapshots are), or the one ``--wm-opt variant=`` picked.
+    Every wrapper's ``from_pretrained`` of a checkpoint folder passes these.
+    """
+    return {"variant": ckpt.variant} if ckpt.variant else {}
+
+
+def load_pipeline_folder(pipeline_cls, ckpt: Checkpoint, wm_name: str, *, dtype: torch.dtype,
                          errors=PIPELINE_LOAD_ERRORS, **from_pretrained_kwargs):
-    """The pipeline folder at ``path`` (its index must name ``pipeline_cls``), loaded from safetensors.
+    """The checkpoint's pipeline folder (its index must name ``pipeline_cls``), loaded from safetensors.
 
     The pipeline stays on the CPU; a folder that does not load is a CheckpointError.
     """
+    path = Path(ckpt.path)
     check_pipeline_class(path, pipeline_cls, wm_name)
     try:
-        return pipeline_cls.from_pretrained(str(path), dtype=dtype, use_safetensors=True, **from_pretrained_kwargs)
+        return pipeline_cls.from_pretrained(str(path), dtype=dtype, use_safetensors=True,
+                                            **variant_kwargs(ckpt), **from_pretrained_kwargs)
     except errors as exc:
         raise CheckpointError(f"{path}: cannot load it as a {pipeline_cls.__name__}: "
                               f"{type(exc).__name__}: {exc}") from exc

@@ -71,7 +71,7 @@ class HunyuanImageToVideo(WorldModel):
         require_size_multiple(WM, g, 16)
         check_frame_count(g.num_frames, g.num_output_frames)
         require_pipeline_folder(ckpt, WM, HunyuanVideoImageToVideoPipeline)
-        pipe = load_pipeline_folder(HunyuanVideoImageToVideoPipeline, Path(ckpt.path), WM, dtype=dtype,
+        pipe = load_pipeline_folder(HunyuanVideoImageToVideoPipeline, ckpt, WM, dtype=dtype,
                                     local_files_only=True)
         if pipe.transformer.config.image_condition_type != "latent_concat":
             raise CheckpointError(f"{ckpt.path}: the transformer's image_condition_type is "

@@ -30,7 +30,7 @@ from diffusers import (
     LTXVideoTransformer3DModel,
 )
 
-from pytest_wiw.api import CheckpointError, GenerationRequest
+from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest
 
 from .component_swap import (
     WHOLE_PIPELINE,
@@ -42,7 +42,7 @@ from .component_swap import (
     require_transformer_config,
     save_tiny_fine_tune,
 )
-from .diffusers_setup import ready_to_run, write_tiny_card
+from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
 
 #: Generation settings the tiny checkpoints declare in their cards: a pipeline call takes ~25 ms on one CPU
 #: thread (latents 8 x 2 x 4 x 4; the 9 decoded frames are subsampled to 4).
@@ -64,9 +64,11 @@ _FT_NOISE = 1.5
 _LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
 
 
-def _load_pipeline(path: Path, dtype: torch.dtype, device: str) -> LTXImageToVideoPipeline:
+def _load_pipeline(ckpt: Checkpoint, dtype: torch.dtype, device: str) -> LTXImageToVideoPipeline:
+    path = Path(ckpt.path)
     try:
-        pipe = LTXImageToVideoPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        pipe = LTXImageToVideoPipeline.from_pretrained(str(path), dtype=dtype, local_files_only=True,
+                                                       **variant_kwargs(ckpt))
     except _LOAD_ERRORS as exc:
         raise CheckpointError(f"{path}: cannot load an LTXImageToVideoPipeline from this folder: "
                               f"{type(exc).__name__}: {exc}") from exc
@@ -115,7 +117,7 @@ class LTXImageToVideo(ComponentSwapModel):
         if ckpt.format != "diffusers":
             raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers LTXImageToVideoPipeline "
                                   f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
-        self._swap = ComponentSwap(_load_pipeline(ckpt.path, dtype, device))
+        self._swap = ComponentSwap(_load_pipeline(ckpt, dtype, device))
 
     # -- generation ----------------------------------------------------------------------------
     def _sizes(self) -> tuple[int, int, int]:

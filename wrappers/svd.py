@@ -20,7 +20,7 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from pytest_wiw.api import CheckpointError, GenerationDefaults, GenerationRequest, SpecError, WorldModel
+from pytest_wiw.api import Checkpoint, CheckpointError, GenerationDefaults, GenerationRequest, SpecError, WorldModel
 
 from .diffusers_setup import load_pipeline_folder, ready_to_run, require_size_multiple, save_tiny_pipeline
 
@@ -70,7 +70,7 @@ class StableVideoDiffusion(WorldModel):
         if ckpt.format != "diffusers":
             raise CheckpointError(f"{ckpt.path}: svd needs a diffusers StableVideoDiffusionPipeline folder "
                                   f"(model_index.json), got a {ckpt.format} checkpoint")
-        self.pipe = load_pipeline(Path(ckpt.path), dtype, device)
+        self.pipe = load_pipeline(ckpt, dtype, device)
         self.notes.append("image-only conditioning: the actions and prompts do not reach SVD")
 
     def components(self) -> dict[str, object]:
@@ -107,10 +107,10 @@ def check_generation(wm_name: str, generation: GenerationDefaults) -> None:
         raise SpecError(f"{wm_name} needs num_frames >= {MIN_FRAMES}, got {generation.num_frames}")
 
 
-def load_pipeline(path: Path, dtype: torch.dtype, device: str) -> StableVideoDiffusionPipeline:
-    """The StableVideoDiffusionPipeline folder at ``path``, on ``device``; a CheckpointError if it is none."""
+def load_pipeline(ckpt: Checkpoint, dtype: torch.dtype, device: str) -> StableVideoDiffusionPipeline:
+    """The checkpoint's StableVideoDiffusionPipeline folder, on ``device``; a CheckpointError if it is none."""
     # diffusers 0.42 deprecates from_pretrained's ``torch_dtype`` in favour of ``dtype``.
-    pipe = load_pipeline_folder(StableVideoDiffusionPipeline, path, "svd", dtype=dtype,
+    pipe = load_pipeline_folder(StableVideoDiffusionPipeline, ckpt, "svd", dtype=dtype,
                                 errors=(OSError, ValueError, KeyError, RuntimeError))
     return ready_to_run(pipe, device)
 

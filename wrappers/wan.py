@@ -21,7 +21,7 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideo
 
 from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest, WorldModel
 
-from .diffusers_setup import ready_to_run, write_tiny_card
+from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
 
 #: Name of the peft adapter the FT LoRA is loaded as; running LoRA parameters carry it in their names.
 ADAPTER_NAME = "wiw_ft"
@@ -45,7 +45,8 @@ class WanImageToVideo(WorldModel):
         self._zero_shot_depth = 0
         pipe_ckpt = self._pipeline_checkpoint()
         try:
-            pipe = WanImageToVideoPipeline.from_pretrained(str(pipe_ckpt.path), dtype=dtype, local_files_only=True)
+            pipe = WanImageToVideoPipeline.from_pretrained(str(pipe_ckpt.path), dtype=dtype, local_files_only=True,
+                                                           **variant_kwargs(pipe_ckpt))
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a WanImageToVideoPipeline: {exc}") from exc
         pipe = ready_to_run(pipe, device)

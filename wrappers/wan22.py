@@ -21,7 +21,7 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideo
 
 from pytest_wiw.api import CheckpointError, WorldModel
 
-from .diffusers_setup import ready_to_run, write_tiny_card
+from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
 from .wan import ADAPTER_NAME, WanImageToVideo
 from .wan_lora import AdapterSwitch, LoadedLora, load_wan_lora, save_random_lora
 
@@ -54,7 +54,7 @@ class Wan22Base(WanImageToVideo):
         pipe_ckpt = self._pipeline_checkpoint()
         try:
             pipe = WanImageToVideoPipeline.from_pretrained(str(pipe_ckpt.path), dtype=dtype, local_files_only=True,
-                                                           **self.PIPELINE_CONFIG)
+                                                           **variant_kwargs(pipe_ckpt), **self.PIPELINE_CONFIG)
         except (OSError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a {self.ARCH} WanImageToVideoPipeline: "
                                   f"{exc}") from exc

@@ -11,4 +11,4 @@ set -euo pipefail
 source .venv/bin/activate
 export PYTEST_WIW_CACHE=${PYTEST_WIW_CACHE:-$HOME/.cache/pytest-wiw}
 pytest --wm all --wm-shard "${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}" \
-  --wm-report "reports/shard-${SLURM_ARRAY_TASK_ID}" --junitxml "reports/shard-${SLURM_ARRAY_TASK_ID}/junit.xml"
+  --wm-report="reports/shard-${SLURM_ARRAY_TASK_ID}" --junitxml "reports/shard-${SLURM_ARRAY_TASK_ID}/junit.xml"

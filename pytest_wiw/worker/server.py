@@ -17,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..checkpoint import Checkpoint, card_generation, open_checkpoint
+from ..checkpoint import VARIANT_OPTION, Checkpoint, card_generation, open_checkpoint
 from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
@@ -55,10 +55,11 @@ class Worker:
             # Before the model loads: the static checks read the files even if the load then fails or hangs.
             write_frame(self.out, {"type": "resolved", "ckpt": str(ckpt_path),
                                    "base_ckpt": str(base_path) if base_path else None})
-        ckpt = open_checkpoint(ckpt_path)
+        variant = (cfg.get("options") or {}).get(VARIANT_OPTION)
+        ckpt = open_checkpoint(ckpt_path, variant)
         base_ckpt = None
         if spec.is_ft:
-            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path))
+            base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path), variant)
         generation = effective_generation(spec.defaults, [base_ckpt, ckpt], cfg.get("options") or {})
         spec = dataclasses.replace(spec, defaults=generation)
 
