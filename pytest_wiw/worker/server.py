@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from ..checkpoint import Checkpoint, card_generation, open_checkpoint
+from ..epochs import EPOCH_OPTION
 from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
@@ -51,7 +52,7 @@ class Worker:
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
             ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
-        ckpt = open_checkpoint(ckpt_path)
+        ckpt = open_checkpoint(ckpt_path, epoch=(cfg.get("options") or {}).get(EPOCH_OPTION))
         base_ckpt = None
         if spec.is_ft:
             base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path))
