@@ -208,7 +208,11 @@ class WanImageToVideo(WorldModel):
         """LoRA: the adapters off; full fine-tune: the base pipeline's own transformers."""
         if not self.spec.is_ft:
             return super().zero_shot()
-        return self._swap.zero_shot() if self.full is not None else self._switch.off()
+        return self._swap.zero_shot() if self.full is not None else self._adapter_off()
+
+    def _adapter_off(self):
+        """The context in which the LoRA adapters are off."""
+        return self._switch.off()
 
     # -- running tensors ---------------------------------------------------------------------------
     def components(self) -> dict[str, object]:
