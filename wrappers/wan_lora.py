@@ -344,3 +344,22 @@ def save_random_lora(pipe_cls, transformer, out_dir: Path, weight_name: str, see
     pipe_cls.save_lora_weights(str(out_dir), transformer_lora_layers=state, weight_name=weight_name,
                                transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
     return Path(out_dir) / weight_name
+
+
+def write_diffusers_lora_folder(base: Path, out_dir: Path, files: dict[str, str], seed: int, *, b_gain: float,
+                                generation: dict) -> Path:
+    """The older layout, a real one too: a folder of LoRA files in diffusers' own naming, one per
+    transformer component (``{"transformer": "pytorch_lora_weights.safetensors"}``), with a card naming
+    ``base``. DiffSynth-Studio's layout is what make_tiny writes; this one keeps diffusers' loading tested."""
+    from diffusers import WanImageToVideoPipeline
+
+    from .diffusers_setup import write_tiny_card
+
+    pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for i, (component, name) in enumerate(files.items()):
+        save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name, seed * 1000 + i,
+                         b_gain=b_gain)
+    write_tiny_card(out_dir, base=base, generation=generation,
+                    description="Tiny random LoRA(s) in diffusers' naming, for pytest-wiw self-tests.")
+    return Path(out_dir)
