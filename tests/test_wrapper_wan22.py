@@ -406,6 +406,7 @@ def test_one_file_loads_into_its_expert_only(which, paths, wms):
     expert = "transformer_2" if which == LOW else "transformer"
     other = "transformer" if which == LOW else "transformer_2"
     assert [lora.component for lora in wm.loras] == [expert]
+    assert f"{other}: no post-train weights for it, it runs the base weights" in wm.notes, wm.notes
     assert getattr(wm.pipe, expert).peft_config and not getattr(getattr(wm.pipe, other), "peft_config", None)
     out = wm.generate(request("FTwan22-14B", batch=1))
     assert not np.array_equal(out, wms["FTwan22-14B"].generate(request("FTwan22-14B", batch=1)))
