@@ -70,6 +70,7 @@ def load_diffusers_folders(base_pipe, folders: dict[str, Path], *, what: str, ba
     for component, folder in folders.items():
         base_module = getattr(base_pipe, component)
         module = load_component(type(base_module), folder, dtype, what=f"a {what} {component}")
+        # Only check_fits_base's fields: this module and the base pipeline are loaded already.
         spec = FineTunedComponent(name=component, label=f"fine-tuned {component}", arch_fields=ARCH_FIELDS,
                                   load=None, load_base=None)
         check_fits_base(spec, module, base_pipe, folder=folder, base_path=base_path)
