@@ -100,7 +100,7 @@ def _pickle(folder: Path) -> Path:
 
 
 def _lora_for_nothing(folder: Path) -> Path:
-    file = folder / "epoch-1.safetensors"  # the tiny FTwan21 is a DiffSynth epoch folder: it loads its last epoch
+    file = max(folder.rglob("epoch-*.safetensors"))  # the tiny FTwan21 holds a DiffSynth epoch folder: its last loads
     tensors = load_file(file)
     save_file({k.replace("blocks.", "no_such_blocks.", 1): t for k, t in tensors.items()}, file)
     return folder
@@ -109,7 +109,7 @@ def _lora_for_nothing(folder: Path) -> Path:
 def _other_architecture(folder: Path) -> Path:
     """A fine-tuned Cosmos transformer folder (its card still naming the wan21 base) where FTwan21 expects
     a fine-tune of its own transformer."""
-    for file in folder.glob("*.safetensors"):
+    for file in folder.rglob("*.safetensors"):
         file.unlink()
     shutil.copytree(folder.parent / "cosmos-transformer", folder / "transformer")
     return folder

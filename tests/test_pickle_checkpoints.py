@@ -38,7 +38,7 @@ def pickled_lora(tmp_path_factory, tiny_cache) -> Path:
     ft, _ = ensure_tiny(get_spec("FTwan21"), get_spec("wan21"), tiny_cache)
     folder = tmp_path_factory.mktemp("pickled") / "ft_lora"
     shutil.copytree(ft, folder)
-    epochs = sorted(folder.glob("epoch-*.safetensors"))  # make_tiny writes DiffSynth epochs: keep the last one
+    epochs = sorted(folder.rglob("epoch-*.safetensors"))  # make_tiny writes DiffSynth epochs: keep the last one
     torch.save(load_file(epochs[-1]), folder / "pytorch_lora_weights.bin")
     for weights in epochs:
         weights.unlink()

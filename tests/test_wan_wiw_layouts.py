@@ -177,7 +177,9 @@ def test_full_state_dict_with_keys_that_do_not_map_fails_naming_them(layouts):
 
 @pytest.mark.parametrize("epoch, passes", [("0", True), ("7", False)])
 def test_wm_opt_epoch_picks_an_epoch_or_fails_listing_them(epoch, passes, tmp_path, run_env, tiny_cache):
-    ft, _ = tiny("FTwan21", tiny_cache)
+    from wrappers.wan import TINY_LORA_FOLDER
+
+    ft = tiny("FTwan21", tiny_cache)[0] / TINY_LORA_FOLDER  # the epoch folder itself, as WIW users name it
     run = run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "FTwan21", f"--ckpt-path={ft}",
                      "--wm-opt", f"epoch={epoch}", "--wm-max-examples", "0", f"--wm-report={tmp_path / 'report'}")
     found = outcomes(run, "FTwan21")

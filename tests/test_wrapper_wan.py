@@ -26,7 +26,7 @@ from wrapper_helpers import (
     reference_request,
 )
 from wrappers.component_swap import save_tiny_fine_tune
-from wrappers.wan import TINY_GENERATION, TINY_LORA_B_GAIN, WanImageToVideo
+from wrappers.wan import TINY_GENERATION, TINY_LORA_B_GAIN, TINY_LORA_FOLDER, WanImageToVideo
 from wrappers.wan_lora import write_diffusers_lora_folder
 from wrappers.wan_native import to_native
 
@@ -202,8 +202,13 @@ def test_unknown_keys_have_no_running_tensor(ft_wm):
 
 # -- WIW's layouts: DiffSynth-Studio LoRA epochs, full fine-tunes ------------------------------------------------
 def test_diffsynth_epoch_folder_loads_its_highest_epoch(paths, base_wm):
-    ds = paths["diffsynth"]
+    assert sorted(p.name for p in paths["diffsynth"].iterdir()) == ["README.md", TINY_LORA_FOLDER]
+    ds = paths["diffsynth"] / TINY_LORA_FOLDER
     assert sorted(p.name for p in ds.iterdir()) == ["README.md", "epoch-0.safetensors", "epoch-1.safetensors"]
+    parent = load("FTwan21", paths["diffsynth"], paths["base"])  # the parent loads the same epoch
+    assert parent.ckpt.card["base_model"] == open_checkpoint(ds).card["base_model"] == str(paths["base"])
+    assert [parent.ckpt.rel(f) for f in parent.ckpt.files] == [f"{TINY_LORA_FOLDER}/epoch-1.safetensors"]
+    assert fingerprint_mismatches(parent, parent.ckpt) == {}
     wm = load("FTwan21", ds, paths["base"])
     assert wm.ckpt.files == (ds.resolve() / "epoch-1.safetensors",) and wm.loras[0].naming == "wan"
     assert any("epoch-1.safetensors loaded (the highest of epochs 0, 1" in n for n in wm.notes), wm.notes

@@ -183,7 +183,8 @@ def test_tiny_checkpoints_have_the_real_layouts(paths):
 
 
 def test_make_tiny_writes_diffsynth_epoch_folders(paths):
-    ds = paths["ds-tiny"]
+    assert sorted(p.name for p in paths["ds-tiny"].iterdir()) == ["README.md", wan22.TINY_LORA_FOLDER]
+    ds = paths["ds-tiny"] / wan22.TINY_LORA_FOLDER
     assert ds.name.endswith("_lora_navigation")
     assert sorted(p.name for p in ds.iterdir()) == ["README.md", "epoch-0.safetensors", "epoch-1.safetensors"]
     ckpt = open_checkpoint(ds)

@@ -258,15 +258,17 @@ class WanImageToVideo(WorldModel):
 
     @classmethod
     def _write_tiny_ft(cls, out_dir: Path, base: Path, seed: int) -> Path:
-        """DiffSynth-Studio's layout over the pipeline at ``base``: ``<TINY_LORA_FOLDER>/epoch-0.safetensors``
-        and ``epoch-1`` (the one loaded by default), the card beside them. Returns that folder."""
+        """DiffSynth-Studio's layout over the pipeline at ``base``: ``out_dir/<TINY_LORA_FOLDER>/epoch-0.safetensors``
+        and ``epoch-1`` (the one loaded by default). Returns ``out_dir``, which WIW's runs also hold their model
+        folders in; the card goes there and into the epoch folder, so either path loads with nothing else given."""
         pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
         folder = out_dir / cls.TINY_LORA_FOLDER
         save_diffsynth_epochs(pipe.transformer, folder, seed, b_gain=cls.TINY_LORA_B_GAIN)
-        write_tiny_card(folder, base=base, generation=cls.TINY_GENERATION,
-                        description=f"Tiny random DiffSynth-Studio LoRA epochs over the tiny {cls.ARCH} pipeline, "
-                                    "for pytest-wiw self-tests.")
-        return folder
+        for where in (out_dir, folder):
+            write_tiny_card(where, base=base, generation=cls.TINY_GENERATION,
+                            description=f"Tiny random DiffSynth-Studio LoRA epochs over the tiny {cls.ARCH} "
+                                        "pipeline, for pytest-wiw self-tests.")
+        return out_dir
 
 
 def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
