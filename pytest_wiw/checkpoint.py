@@ -9,11 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .epochs import parse_epoch, pick_epochs, split_path_list
 from .errors import CheckpointError
 from .pickle_peek import training_pickle_hint
 
@@ -115,6 +117,8 @@ class Checkpoint:
     hub: HubSnapshot | None = None
     #: The diffusers weight variant whose files ``files`` are (``fp16``...), None for the plain files.
     variant: str | None = None
+    #: What was chosen while opening it (which epoch of a DiffSynth folder, which paths of a list).
+    notes: list[str] = field(default_factory=list)
     _sha256: str | None = None
 
     @property
@@ -180,9 +184,10 @@ def tensor_key(ckpt: Checkpoint, file: Path, name: str) -> str:
     ``transformer/diffusion_pytorch_model.safetensors`` tensor ``blocks.0.ff.net.0.proj.weight``
     has key ``transformer/blocks.0.ff.net.0.proj.weight``; a LoRA file's tensors keep their names,
     prefixed by the file's name when the checkpoint has several LoRA files (their names repeat):
-    ``wan22_low_noise_lora.safetensors/transformer.blocks.0.attn1.to_q.lora_A.weight``.
+    ``wan22_low_noise_lora.safetensors/transformer.blocks.0.attn1.to_q.lora_A.weight``, and by its path
+    when it lies in a subfolder (DiffSynth's A14B layout): ``x_low_noise_lora/epoch-0.safetensors/...``.
     """
-    if ckpt.format == "lora" and len(ckpt.files) > 1:
+    if ckpt.format == "lora" and (len(ckpt.files) > 1 or file.parent != ckpt.root):
         return f"{ckpt.rel(file)}/{name}"
     parent = file.parent.relative_to(ckpt.root).as_posix() if ckpt.path.is_dir() else "."
     return name if parent == "." else f"{parent}/{name}"
@@ -192,12 +197,18 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("F", "BF"))
 
 
-def open_checkpoint(path: str | Path, variant: str | None = None) -> Checkpoint:
+def open_checkpoint(path: str | Path, variant: str | None = None, *, epoch: str | int | None = None) -> Checkpoint:
     """Resolve ``path`` to a Checkpoint, or raise CheckpointError naming the file and the cause.
 
     ``variant`` (``--wm-opt variant=``) picks the diffusers weight variant of a folder that holds
     several (``fp16``, or ``none`` for the files without one); a folder holding one loads that one.
+    ``path`` may be a ``A,B`` list of LoRA files or folders (``pytest_wiw.epochs``). ``epoch`` (the
+    ``--wm-opt epoch=N`` value) picks the epoch of a folder of DiffSynth ``epoch-N.safetensors`` files;
+    by default such a folder is its highest epoch.
     """
+    members = split_path_list(str(path))
+    if members is not None:
+        return _open_list(members, epoch)
     path = Path(path).expanduser()
     if path.is_symlink() and not path.exists():
         raise CheckpointError(f"{path}: a symlink to {_link_target(path)}, which does not exist")
@@ -212,26 +223,55 @@ def open_checkpoint(path: str | Path, variant: str | None = None) -> Checkpoint:
         raise CheckpointError(f"{path}: the folder holds no .safetensors weights "
                               "(an empty or incomplete download?)")
     card = read_card(path)
+    notes: list[str] = []
     if (path / "model_index.json").is_file():
         fmt = "diffusers"
     elif (path / "config.json").is_file():
         fmt = "component"
-    elif len(weights) == 1 and _looks_like_lora(weights[0]):
-        fmt = "lora"
-    elif all(w.parent == path for w in weights) and all(_looks_like_lora(w) for w in weights):
-        fmt = "lora"  # LoRA files side by side, e.g. one per expert of Wan 2.2 A14B
-    elif all(w.parent != path for w in weights) and len({w.parent for w in weights}) == 1:
-        fmt = "component-folder"
-    elif len(weights) == 1:
-        fmt = "safetensors"  # one bare weights file alone (WIW's converted Cosmos transformer/ has no config.json)
     else:
-        raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
-                              "(model_index.json), a component folder (config.json + weights) or a LoRA "
-                              f".safetensors; found {', '.join(w.name for w in weights[:5])}")
+        weights, notes = pick_epochs(weights, parse_epoch(epoch))
+        fmt = _loose_format(path, weights)
     chosen = None
     if fmt in _VARIANT_FORMATS:
         weights, chosen = _pick_variant(path, weights, variant)
-    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub, variant=chosen)
+    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub, variant=chosen, notes=notes)
+
+
+def _loose_format(path: Path, weights: list[Path]) -> str:
+    """The format of a folder that is neither a pipeline nor a component folder itself."""
+    parents = {w.parent for w in weights}
+    if all(_looks_like_lora(w) for w in weights):
+        return "lora"  # one LoRA, or several (one per expert of Wan 2.2 A14B), side by side or in subfolders
+    if len(weights) == 1 and weights[0].parent == path:
+        return "safetensors"  # a bare state dict, e.g. DiffSynth's full fine-tune epoch-N.safetensors
+    if path not in parents and (len(parents) == 1 or all((p / "config.json").is_file() for p in parents)):
+        return "component-folder"  # transformer/, or transformer/ + transformer_2/ (both experts of A14B)
+    raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
+                          "(model_index.json), a component folder (config.json + weights) or a LoRA "
+                          f".safetensors; found {', '.join(w.name for w in weights[:5])}")
+
+
+def _open_list(members: list[str], epoch: str | int | None) -> Checkpoint:
+    """A checkpoint of the LoRAs named by a ``A,B`` list (each a file, or a folder holding one)."""
+    text = ",".join(members)
+    files: list[Path] = []
+    notes: list[str] = []
+    cards = []
+    for member in members:
+        if not Path(member).expanduser().exists():
+            raise CheckpointError(f"{member}: no such file or folder (a member of the path list {text})")
+        part = open_checkpoint(member, epoch=epoch)
+        if part.format != "lora":
+            raise CheckpointError(f"{part.path}: a path list takes LoRA .safetensors files or folders holding "
+                                  f"them (one per expert), not a {part.format!r} checkpoint")
+        files += part.files
+        notes += part.notes
+        cards.append(part.card)
+    if len(set(files)) != len(files):
+        raise CheckpointError(f"{text}: the path list names one LoRA file twice")
+    root = Path(os.path.commonpath([str(f.parent) for f in files]))
+    card = read_card(root) or next((c for c in cards if c), {})
+    return Checkpoint(path=root, format="lora", files=tuple(files), card=card, notes=notes)
 
 
 def weight_variant(file: Path) -> str | None:

@@ -11,7 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UsageError
+from .epochs import split_path_list
+from .errors import CheckpointError, UsageError
 from .pool import PoolSettings, visible_gpus, xdist_worker_index
 from .presets import preset_options
 from .registry import WMSpec, load_registry
@@ -142,9 +143,20 @@ def shard(names: list[str], registry: dict[str, WMSpec], value: str) -> list[str
 
 
 def parse_paths(flag: str, values: list[str], names: list[str], registry: dict[str, WMSpec]) -> dict[str, str]:
-    """``PATH`` (one --wm selected) or ``WM=PATH`` entries, as absolute path strings by wm_type."""
+    """``PATH`` (one --wm selected) or ``WM=PATH`` entries, as absolute path strings by wm_type.
+
+    ``PATH`` may be a comma list ``A,B`` (FTwan22-14B's two expert LoRAs): each member is made absolute.
+    A path that exists as written stays one path, commas included (``pytest_wiw.epochs.split_path_list``).
+    """
     targeted = parse_targeted(flag, values, names, registry)
-    return {name: str(Path(path).expanduser().absolute()) for name, path in targeted.items()}
+    out = {}
+    for name, path in targeted.items():
+        try:
+            members = split_path_list(path) or [path]
+        except CheckpointError as exc:
+            raise UsageError(f"{flag} {name}={path}: {exc}") from None
+        out[name] = ",".join(str(Path(m).expanduser().absolute()) for m in members)
+    return out
 
 
 def parse_targeted(flag: str, values: list[str], names: list[str], registry: dict[str, WMSpec]) -> dict[str, str]:

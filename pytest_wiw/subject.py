@@ -19,6 +19,7 @@ import numpy as np
 
 from .checkpoint import VARIANT_OPTION, Checkpoint, open_checkpoint
 from .dependencies import OWNERS
+from .epochs import EPOCH_OPTION
 from .errors import CheckpointError
 from .pool import RequestRejected, WorkerHandle, WorkerPool
 from .registry import WMSpec
@@ -148,6 +149,11 @@ class WMSubject:
                                     for p in (self.ckpt_arg, self.base_ckpt_arg))
         return self._paths
 
+    @property
+    def epoch_option(self) -> str | None:
+        """``--wm-opt epoch=N``: the epoch of a DiffSynth epoch folder, opened alike here and in the worker."""
+        return self.pool.settings.options.get(EPOCH_OPTION)
+
     def checkpoint(self) -> Checkpoint:
         """The checkpoint under test, opened here (the embedded default asks the worker for its path)."""
         path = self.checkpoint_paths()[0]
@@ -155,14 +161,14 @@ class WMSubject:
             handle = self.worker()
             resolved = handle.process.resolved if handle.process is not None else None
             path = resolved["ckpt"] if resolved else self.ready()["ckpt"]["path"]
-        return open_checkpoint(path, self.variant)
+        return open_checkpoint(path, self.variant, epoch=self.epoch_option)
 
     def worker(self) -> WorkerHandle:
         if self._handle is None:
             try:  # never start a worker on a checkpoint that fails to open here
                 ckpt, base = self.checkpoint_paths()
                 if ckpt is not None:
-                    open_checkpoint(ckpt, self.variant).tensor_index()  # every header parses and fits its file
+                    open_checkpoint(ckpt, self.variant, epoch=self.epoch_option).tensor_index()  # every header parses and fits its file
             except CheckpointError as exc:
                 handle = WorkerHandle(None, self.spec, None, self.pool.settings)
                 handle.failure = f"checkpoint not loaded: {exc}"

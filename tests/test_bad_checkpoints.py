@@ -100,15 +100,17 @@ def _pickle(folder: Path) -> Path:
 
 
 def _lora_for_nothing(folder: Path) -> Path:
-    file, tensors = _tensors(folder, "")
-    save_file({k.replace("transformer.blocks.", "transformer.no_such_blocks."): t for k, t in tensors.items()}, file)
+    file = max(folder.rglob("epoch-*.safetensors"))  # the tiny FTwan21 holds a DiffSynth epoch folder: its last loads
+    tensors = load_file(file)
+    save_file({k.replace("blocks.", "no_such_blocks.", 1): t for k, t in tensors.items()}, file)
     return folder
 
 
 def _other_architecture(folder: Path) -> Path:
     """A fine-tuned Cosmos transformer folder (its card still naming the wan21 base) where FTwan21 expects
-    a LoRA."""
-    next(folder.glob("*.safetensors")).unlink()
+    a fine-tune of its own transformer."""
+    for file in folder.rglob("*.safetensors"):
+        file.unlink()
     shutil.copytree(folder.parent / "cosmos-transformer", folder / "transformer")
     return folder
 
@@ -140,9 +142,9 @@ FAULTS = [
     Fault("intdtype", "wan21", _edit("transformer", lambda t, k: t.update({k: t[k].to(torch.int64)})),
           "checkpoint loads", ("diffusion_pytorch_model.safetensors", "stored as I64")),
     Fault("lorafornothing", "FTwan21", _lora_for_nothing, "checkpoint loads",
-          ("pytorch_lora_weights.safetensors", "no_such_blocks")),
+          ("epoch-1.safetensors", "no_such_blocks")),
     Fault("otherarchitecture", "FTwan21", _other_architecture, "checkpoint loads",
-          ("otherarchitecture", "expects a LoRA", "'component-folder'")),
+          ("otherarchitecture/transformer", "does not fit the base pipeline", "in_channels 17 (base 36)")),
 ]
 
 

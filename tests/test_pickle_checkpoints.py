@@ -34,13 +34,14 @@ class RunsACommand:
 
 @pytest.fixture(scope="module")
 def pickled_lora(tmp_path_factory, tiny_cache) -> Path:
-    """The tiny FTwan21 LoRA folder with its weights saved by torch.save as pytorch_lora_weights.bin."""
+    """The tiny FTwan21 LoRA folder with its (last epoch's) weights saved by torch.save as pytorch_lora_weights.bin."""
     ft, _ = ensure_tiny(get_spec("FTwan21"), get_spec("wan21"), tiny_cache)
     folder = tmp_path_factory.mktemp("pickled") / "ft_lora"
     shutil.copytree(ft, folder)
-    weights = folder / "pytorch_lora_weights.safetensors"
-    torch.save(load_file(weights), folder / "pytorch_lora_weights.bin")
-    weights.unlink()
+    epochs = sorted(folder.rglob("epoch-*.safetensors"))  # make_tiny writes DiffSynth epochs: keep the last one
+    torch.save(load_file(epochs[-1]), folder / "pytorch_lora_weights.bin")
+    for weights in epochs:
+        weights.unlink()
     return folder
 
 

@@ -16,7 +16,8 @@ from conftest import make_checks_dir, run_checks
 
 @pytest.fixture(scope="module")
 def ft_ckpt(tmp_path_factory, run_env) -> Path:
-    """An FTwan21 LoRA written by the CLI, its card naming the tiny base it built into the cache."""
+    """An FTwan21 LoRA written by the CLI in DiffSynth-Studio's layout (an epoch folder inside ``out``), its card
+    (in ``out``) naming the tiny base it built into the cache."""
     out = tmp_path_factory.mktemp("ckpts") / "ft_wan21"
     proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", "FTwan21", str(out)],
                           env=run_env, capture_output=True, text=True, timeout=300)
@@ -26,8 +27,8 @@ def ft_ckpt(tmp_path_factory, run_env) -> Path:
 
 
 def lora_file(folder: Path) -> Path:
-    (file,) = folder.glob("*.safetensors")
-    return file
+    """The epoch file the DiffSynth epoch folder inside ``folder`` loads by default: its highest epoch."""
+    return max(folder.rglob("epoch-*.safetensors"), key=lambda f: int(f.stem.split("-")[1]))
 
 
 def copy_ckpt(src: Path, dst: Path) -> Path:

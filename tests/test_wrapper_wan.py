@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from diffusers import WanTransformer3DModel
+from safetensors.torch import load_file, save_file
 
 from pytest_wiw.checkpoint import card_generation, open_checkpoint
 from pytest_wiw.errors import CheckpointError
@@ -24,7 +25,10 @@ from wrapper_helpers import (
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
 )
-from wrappers.wan import TINY_GENERATION, WanImageToVideo
+from wrappers.component_swap import save_tiny_fine_tune
+from wrappers.wan import TINY_GENERATION, TINY_LORA_B_GAIN, TINY_LORA_FOLDER, WanImageToVideo
+from wrappers.wan_lora import write_diffusers_lora_folder
+from wrappers.wan_native import to_native
 
 IMAGE_HW = (40, 56)  # not the generation size, so the wrapper's resize runs
 ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1, 2]]
@@ -34,7 +38,19 @@ ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1, 2]]
 def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("wan")
     base = WanImageToVideo.make_tiny("wan21", root / "wan21", seed=0)
-    ft = WanImageToVideo.make_tiny("FTwan21", root / "FTwan21", base=base, seed=1)
+    # The older layout (diffusers' own LoRA naming) still loads: most tests below use it.
+    ft = write_diffusers_lora_folder(base, root / "FTwan21", {"transformer": "pytorch_lora_weights.safetensors"}, 1,
+                                     b_gain=TINY_LORA_B_GAIN, generation=TINY_GENERATION)
+    # make_tiny writes DiffSynth-Studio's epoch folder, as WIW's FTwan21 checkpoints are.
+    diffsynth = WanImageToVideo.make_tiny("FTwan21", root / "ds", base=base, seed=1)
+    # DiffSynth's full fine-tune: the noised transformer as one state dict in original-Wan names.
+    save_tiny_fine_tune(WanTransformer3DModel, root / "dfull", base, 3, noise_scale=0.5, generation=TINY_GENERATION,
+                        description="tiny full fine-tune")
+    full = root / "Wan2.1-I2V-tiny_full_navigation"
+    full.mkdir()
+    tensors = load_file(str(next((root / "dfull" / "transformer").glob("*.safetensors"))))
+    save_file({to_native(k): t for k, t in tensors.items()}, str(full / "epoch-0.safetensors"))
+    shutil.copy(root / "dfull" / "README.md", full / "README.md")
     # The same LoRA with every lora_B zeroed: applying it must change nothing.
     (lora_file,) = ft.glob("*.safetensors")
     zero = root / "FTwan21-zero-B"
@@ -45,7 +61,8 @@ def paths(tmp_path_factory):
                    for k in fh.keys() for t in [fh.get_tensor(k)]}
     save_file(tensors, str(zero / lora_file.name), metadata=metadata)
     shutil.copy(ft / "README.md", zero / "README.md")
-    return {"base": base, "ft": ft, "zero": zero, "lora_file": lora_file}
+    return {"base": base, "ft": ft, "zero": zero, "lora_file": lora_file, "diffsynth": diffsynth, "full": full,
+            "dfull": root / "dfull"}
 
 
 def load(name, path, base=None):
@@ -85,9 +102,9 @@ def test_tiny_checkpoints_have_the_real_layouts(paths):
 
 
 def test_wrong_checkpoint_kinds_are_refused(paths):
-    with pytest.raises(CheckpointError, match="LoRA"):
+    with pytest.raises(CheckpointError, match="expects a LoRA .safetensors .*found a 'diffusers' checkpoint"):
         load("FTwan21", paths["base"], paths["base"])
-    with pytest.raises(CheckpointError, match="diffusers WanImageToVideoPipeline"):
+    with pytest.raises(CheckpointError, match="diffusers Wan 2.1 I2V WanImageToVideoPipeline"):
         load("wan21", paths["ft"])
     with pytest.raises(CheckpointError, match="base"):
         load("FTwan21", paths["ft"])
@@ -181,3 +198,51 @@ def test_unknown_keys_have_no_running_tensor(ft_wm):
     assert ft_wm.running_tensor("transformer.blocks.9.attn1.to_q.lora_A.weight") is None
     assert ft_wm.running_tensor("text_encoder.encoder.block.0.lora_A.weight") is None
     assert ft_wm.running_tensor("transformer.blocks.0.attn1.to_q.weight") is None
+
+
+# -- WIW's layouts: DiffSynth-Studio LoRA epochs, full fine-tunes ------------------------------------------------
+def test_diffsynth_epoch_folder_loads_its_highest_epoch(paths, base_wm):
+    assert sorted(p.name for p in paths["diffsynth"].iterdir()) == ["README.md", TINY_LORA_FOLDER]
+    ds = paths["diffsynth"] / TINY_LORA_FOLDER
+    assert sorted(p.name for p in ds.iterdir()) == ["README.md", "epoch-0.safetensors", "epoch-1.safetensors"]
+    parent = load("FTwan21", paths["diffsynth"], paths["base"])  # the parent loads the same epoch
+    assert parent.ckpt.card["base_model"] == open_checkpoint(ds).card["base_model"] == str(paths["base"])
+    assert [parent.ckpt.rel(f) for f in parent.ckpt.files] == [f"{TINY_LORA_FOLDER}/epoch-1.safetensors"]
+    assert fingerprint_mismatches(parent, parent.ckpt) == {}
+    wm = load("FTwan21", ds, paths["base"])
+    assert wm.ckpt.files == (ds.resolve() / "epoch-1.safetensors",) and wm.loras[0].naming == "wan"
+    assert any("epoch-1.safetensors loaded (the highest of epochs 0, 1" in n for n in wm.notes), wm.notes
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
+    t = wm.running_tensor("blocks.0.self_attn.q.lora_A.default.weight")
+    assert t is wm.pipe.transformer.get_parameter("blocks.0.attn1.to_q.lora_A.wiw_ft.weight")
+    # The other epoch is another LoRA: the fingerprints of epoch 0 do not match what runs.
+    epoch0 = open_checkpoint(ds / "epoch-0.safetensors")
+    assert fingerprint_mismatches(wm, epoch0)
+    assert mean_abs_diff(wm.generate(request("FTwan21")), base_wm.generate(request("wan21"))) > 0.5
+
+
+@pytest.mark.parametrize("which", ["full", "dfull"])
+def test_full_fine_tunes_swap_the_transformer_and_zero_shot_swaps_it_back(which, paths, base_wm):
+    wm = load("FTwan21", paths[which], paths["base"])
+    kind = "a DiT state dict" if which == "full" else "diffusers transformer folders"
+    assert any(n.startswith("post-train detected: full fine-tune") and kind in n for n in wm.notes), wm.notes
+    assert wm.pipe.transformer is not base_wm.pipe.transformer
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
+    if which == "full":
+        t = wm.running_tensor("blocks.1.cross_attn.k_img.weight")
+        assert t is wm.pipe.transformer.get_parameter("blocks.1.attn2.add_k_proj.weight")
+        assert wm.running_tensor("head.modulation") is wm.pipe.transformer.get_parameter("scale_shift_table")
+    ft = wm.generate(request("FTwan21"))
+    with wm.zero_shot():
+        assert np.array_equal(wm.generate(request("FTwan21")), base_wm.generate(request("wan21")))
+    assert mean_abs_diff(ft, base_wm.generate(request("wan21"))) > 0.5
+    assert np.array_equal(ft, wm.generate(request("FTwan21")))
+
+
+def test_full_state_dict_missing_a_parameter_is_refused_listing_it(paths, tmp_path):
+    tensors = load_file(str(paths["full"] / "epoch-0.safetensors"))
+    tensors.pop("blocks.0.norm3.weight")
+    (tmp_path / "f").mkdir()
+    save_file(tensors, str(tmp_path / "f" / "epoch-0.safetensors"))
+    with pytest.raises(CheckpointError, match=r"1 are missing:\n  - blocks.0.norm2.weight"):
+        load("FTwan21", tmp_path / "f", paths["base"])

@@ -34,12 +34,16 @@ from wrapper_helpers import (
 )
 from wrappers import wan22, wan22_a14b
 from wrappers.wan22 import Wan22TI2V
-from wrappers.wan22_a14b import TINY_LORA_FILES, Wan22A14B
+from wrappers.wan22_a14b import TINY_LORA_FOLDERS, Wan22A14B
+from wrappers.wan_lora import write_diffusers_lora_folder
 
 IMAGE_HW = (40, 56)  # not a generation size, so the wrappers' resize runs
 ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1, 2]]
 CLASSES = {"wan22": Wan22TI2V, "FTwan22": Wan22TI2V, "wan22-14B": Wan22A14B, "FTwan22-14B": Wan22A14B}
-HIGH, LOW = TINY_LORA_FILES["transformer"], TINY_LORA_FILES["transformer_2"]
+#: The older layout's files (diffusers' naming, side by side); the low-noise one carries ``_low_``, as WIW names them.
+OLD_LAYOUT_FILES = {"transformer": "wan22_high_noise_lora.safetensors",
+                    "transformer_2": "wan22_low_noise_lora.safetensors"}
+HIGH, LOW = OLD_LAYOUT_FILES["transformer"], OLD_LAYOUT_FILES["transformer_2"]
 
 
 # -- LoRA files in other namings ----------------------------------------------------------------------------
@@ -91,8 +95,16 @@ def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("wan22")
     p = {"wan22": Wan22TI2V.make_tiny("wan22", root / "wan22", seed=0),
          "wan22-14B": Wan22A14B.make_tiny("wan22-14B", root / "wan22-14B", seed=0)}
-    p["FTwan22"] = Wan22TI2V.make_tiny("FTwan22", root / "FTwan22", base=p["wan22"], seed=1)
-    p["FTwan22-14B"] = Wan22A14B.make_tiny("FTwan22-14B", root / "FTwan22-14B", base=p["wan22-14B"], seed=1)
+    # make_tiny's DiffSynth-Studio epoch folders (what WIW users have) ...
+    p["ds-tiny"] = Wan22TI2V.make_tiny("FTwan22", root / "ds-tiny", base=p["wan22"], seed=1)
+    p["ds14-tiny"] = Wan22A14B.make_tiny("FTwan22-14B", root / "ds14-tiny", base=p["wan22-14B"], seed=1)
+    # ... and the older layout, diffusers' own LoRA naming, which still loads: most tests below use it.
+    p["FTwan22"] = write_diffusers_lora_folder(p["wan22"], root / "FTwan22", {"transformer": "pytorch_lora_weights"
+                                               ".safetensors"}, 1, b_gain=wan22.TINY_LORA_B_GAIN,
+                                               generation=wan22.TINY_GENERATION)
+    p["FTwan22-14B"] = write_diffusers_lora_folder(p["wan22-14B"], root / "FTwan22-14B", OLD_LAYOUT_FILES, 1,
+                                                   b_gain=wan22_a14b.TINY_LORA_B_GAIN,
+                                                   generation=wan22_a14b.TINY_GENERATION)
     lora5 = p["FTwan22"] / "pytorch_lora_weights.safetensors"
     p["lora5"] = lora5
     p["ds5"] = write_renamed(lora5, root / "ds5" / "model.safetensors", diffsynth_key)
@@ -168,6 +180,36 @@ def test_tiny_checkpoints_have_the_real_layouts(paths):
     ft14 = open_ckpt(paths["FTwan22-14B"])
     assert ft14.card["base_model"] == str(paths["wan22-14B"])
     assert card_generation(ft14.card) == wan22_a14b.TINY_GENERATION
+
+
+def test_make_tiny_writes_diffsynth_epoch_folders(paths):
+    assert sorted(p.name for p in paths["ds-tiny"].iterdir()) == ["README.md", wan22.TINY_LORA_FOLDER]
+    ds = paths["ds-tiny"] / wan22.TINY_LORA_FOLDER
+    assert ds.name.endswith("_lora_navigation")
+    assert sorted(p.name for p in ds.iterdir()) == ["README.md", "epoch-0.safetensors", "epoch-1.safetensors"]
+    ckpt = open_checkpoint(ds)
+    assert ckpt.format == "lora" and [f.name for f in ckpt.files] == ["epoch-1.safetensors"]
+    assert ckpt.card["base_model"] == str(paths["wan22"])
+    keys = read_safetensors_header(ds / "epoch-0.safetensors")
+    assert "blocks.0.self_attn.q.lora_A.default.weight" in keys and all(".default." in k for k in keys)
+    ds14 = paths["ds14-tiny"]
+    assert sorted(p.name for p in ds14.iterdir()) == sorted(["README.md", *TINY_LORA_FOLDERS.values()])
+    assert "_low_" in TINY_LORA_FOLDERS["transformer_2"] and "_low_" not in TINY_LORA_FOLDERS["transformer"]
+    ckpt14 = open_checkpoint(ds14)
+    assert [ckpt14.rel(f) for f in ckpt14.files] == [f"{TINY_LORA_FOLDERS[c]}/epoch-1.safetensors"
+                                                      for c in ("transformer", "transformer_2")]
+    assert ckpt14.card["base_model"] == str(paths["wan22-14B"])
+
+
+@pytest.mark.parametrize("which, name", [("ds-tiny", "FTwan22"), ("ds14-tiny", "FTwan22-14B")])
+def test_diffsynth_epoch_folders_load_and_are_fingerprinted(which, name, paths, wms):
+    wm = load(name, paths[which], paths[name.removeprefix("FT")])
+    assert all(lora.naming == "wan" for lora in wm.loras)
+    assert fingerprint_mismatches(wm, wm.ckpt) == {}
+    assert mean_abs_diff(wm.generate(request(name)), wms[name].generate(request(name))) > 0
+    with wm.zero_shot():
+        assert np.array_equal(wm.generate(request(name)), wms[name.removeprefix("FT")].generate(request(
+            name.removeprefix("FT"))))
 
 
 def test_wrong_checkpoint_kinds_are_refused(paths):
@@ -365,6 +407,7 @@ def test_one_file_loads_into_its_expert_only(which, paths, wms):
     expert = "transformer_2" if which == LOW else "transformer"
     other = "transformer" if which == LOW else "transformer_2"
     assert [lora.component for lora in wm.loras] == [expert]
+    assert f"{other}: no post-train weights for it, it runs the base weights" in wm.notes, wm.notes
     assert getattr(wm.pipe, expert).peft_config and not getattr(getattr(wm.pipe, other), "peft_config", None)
     out = wm.generate(request("FTwan22-14B", batch=1))
     assert not np.array_equal(out, wms["FTwan22-14B"].generate(request("FTwan22-14B", batch=1)))

@@ -1,8 +1,17 @@
-"""Wan 2.1 image-to-video: ``wan21`` (zero-shot) and ``FTwan21`` (a LoRA on top of it), via diffusers.
+"""Wan 2.1 image-to-video: ``wan21`` (zero-shot) and ``FTwan21`` (a post-train of it), via diffusers.
 
-``wan21`` loads a ``WanImageToVideoPipeline`` folder. ``FTwan21`` loads its base pipeline and
-then the LoRA ``.safetensors`` into the transformer as one peft adapter; ``zero_shot()`` switches
-that adapter off (never fused, so the base output comes back bitwise, with no second load).
+``wan21`` loads a ``WanImageToVideoPipeline`` folder. ``FTwan21`` loads its base pipeline, then its
+post-train, whichever kind the checkpoint is (the registry's ``finetune`` is what WIW ships; the
+report names the kind found):
+
+* a LoRA (DiffSynth-Studio's ``<model>_lora_navigation/epoch-N.safetensors``, keys like
+  ``blocks.0.self_attn.q.lora_A.default.weight``, or diffusers' own naming): one peft adapter in the
+  transformer (``wrappers.wan_lora``); ``zero_shot()`` switches it off (never fused);
+* a full fine-tune: DiffSynth's DiT state dict in original-Wan names, or a diffusers ``transformer/``
+  folder (``wrappers.wan_finetune``); ``zero_shot()`` runs the base pipeline's own transformer.
+
+A folder of several ``epoch-N.safetensors`` is its highest epoch unless ``--wm-opt epoch=N`` says
+otherwise (``pytest_wiw.epochs``, applied when the checkpoint is opened).
 
 Batches run item by item: diffusers 0.42.1's ``WanImageToVideoPipeline`` takes one conditioning
 image per call (a list of images is refused; a (B, 3, H, W) tensor gets its CLIP embeddings and VAE
@@ -11,9 +20,7 @@ condition repeated per prompt, B*B rows, and fails), so item i of a batch is ite
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -21,58 +28,85 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideo
 
 from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest, WorldModel
 
+from .component_swap import ComponentSwap
 from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
+from .wan_finetune import FullFineTune, load_diffusers_folders, load_native_state_dicts
+from .wan_lora import AdapterSwitch, LoadedLora, load_wan_lora, save_diffsynth_epochs
 
 #: Name of the peft adapter the FT LoRA is loaded as; running LoRA parameters carry it in their names.
 ADAPTER_NAME = "wiw_ft"
-#: Attention projections of every Wan block (self-attention, text and image cross-attention).
-LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj"]
 #: Generation settings the tiny checkpoints declare in their cards: a call takes ~0.1 s on CPU.
 #: Non-square on purpose, so a height/width swap shows; CFG on (> 1) so the negative-prompt path runs.
 TINY_GENERATION = {"height": 32, "width": 48, "out_height": 32, "out_width": 48, "num_frames": 5,
                    "num_output_frames": 4, "steps": 2, "guidance_scale": 2.0}
+#: The tiny LoRA's lora_B is scaled by this (DiffSynth merges at scale 1) so the FT output differs from
+#: the base by several uint8 levels.
+TINY_LORA_B_GAIN = 4.0
+#: The tiny FT's epoch folder, named as DiffSynth-Studio names WIW's (``<model>_lora_<task>``).
+TINY_LORA_FOLDER = "Wan2.1-I2V-tiny_lora_navigation"
+#: Checkpoint formats of a post-train, as the report names the kind found.
+FINE_TUNE_KINDS = {"lora": "LoRA", "safetensors": "full fine-tune (a DiT state dict, DiffSynth / original Wan names)",
+                   "component-folder": "full fine-tune (diffusers transformer folders)"}
 
 
 class WanImageToVideo(WorldModel):
-    """Wan 2.1 I2V through diffusers; serves ``wan21`` and its LoRA post-train ``FTwan21``."""
+    """Wan 2.1 I2V through diffusers; serves ``wan21`` and its post-train ``FTwan21``.
 
-    version = "1"
-    #: What an FT checkpoint of this wrapper is, in messages.
-    LORA_CHECKPOINT = "a LoRA .safetensors (or a folder holding one)"
+    The Wan 2.2 wrappers subclass it: they say which pipeline config to force, how to check the
+    architecture, and which transformer (expert) each post-train file goes to.
+    """
+
+    version = "2"
+    #: Model name in messages.
+    ARCH = "Wan 2.1 I2V"
+    #: Pipeline config values passed to from_pretrained (the architecture needs them whatever the folder says).
+    PIPELINE_CONFIG: dict = {}
+    #: The transformer components a post-train may replace or adapt.
+    EXPERTS = ("transformer",)
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
-        self._zero_shot_depth = 0
         pipe_ckpt = self._pipeline_checkpoint()
         try:
             pipe = WanImageToVideoPipeline.from_pretrained(str(pipe_ckpt.path), dtype=dtype, local_files_only=True,
-                                                           **variant_kwargs(pipe_ckpt))
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a WanImageToVideoPipeline: {exc}") from exc
+                                                           **variant_kwargs(pipe_ckpt), **self.PIPELINE_CONFIG)
+        except (OSError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a {self._pipeline_kind()}: {exc}") from exc
+        self._check_architecture(pipe, pipe_ckpt.path)
         pipe = ready_to_run(pipe, device)
+        self._swap = ComponentSwap(pipe)
+        self.loras: list[LoadedLora] = []
+        self.full: FullFineTune | None = None
         if spec.is_ft:
-            # Diffusers/peft names and the DiffSynth-Studio names WIW's FTwan* LoRAs use both load;
-            # a key that matches no module is an error listing it (wrappers.wan_lora).
-            from .wan_lora import load_wan_lora
+            for note in ckpt.notes:
+                self._note(note)
+            self._load_fine_tune(pipe, pipe_ckpt.path, dtype, device)
+        self._switch = AdapterSwitch([getattr(pipe, c) for c in dict.fromkeys(l.component for l in self.loras)])
 
-            self.lora = load_wan_lora(pipe, "transformer", ckpt.weight_file, ADAPTER_NAME,
-                                      what="Wan 2.1 I2V transformer")
-        self.pipe = pipe
+    @property
+    def pipe(self):
+        """The pipeline that runs now: the base one (with any LoRA), or the one holding a full fine-tune."""
+        return self._swap.pipe
 
     # -- loading -----------------------------------------------------------------------------------
     def _pipeline_kind(self) -> str:
         """The pipeline folder this wrapper loads, as messages name it."""
-        return "WanImageToVideoPipeline"
+        return f"{self.ARCH} WanImageToVideoPipeline"
+
+    def _check_architecture(self, pipe, path: Path) -> None:
+        """CheckpointError when ``pipe`` is not of this wrapper's architecture."""
+        if getattr(pipe, "transformer_2", None) is not None:
+            raise CheckpointError(f"{path}: a {self.ARCH} pipeline has one transformer, this one has two "
+                                  "(a Wan 2.2 A14B pipeline?)")
 
     def _pipeline_checkpoint(self) -> Checkpoint:
-        """The checkpoint the pipeline loads from: an FT type's base (its own must be a LoRA), else its own."""
+        """The checkpoint the pipeline loads from: an FT type's base, else its own."""
         spec, ckpt = self.spec, self.ckpt
         if spec.is_ft:
-            if spec.finetune != "lora":
-                raise CheckpointError(f"{spec.name}: this wrapper applies LoRA post-trains only "
-                                      f"(finetune='lora'), not finetune={spec.finetune!r}")
-            if ckpt.format != "lora":
-                raise CheckpointError(f"{ckpt.path}: {spec.name} expects {self.LORA_CHECKPOINT}, found a "
+            if ckpt.format not in FINE_TUNE_KINDS:
+                raise CheckpointError(f"{ckpt.path}: {spec.name} expects a LoRA .safetensors (DiffSynth-Studio's "
+                                      "epoch-N.safetensors, or a folder of them), a full DiT state dict "
+                                      ".safetensors, or transformer/ folders; found a "
                                       f"{ckpt.format!r} checkpoint")
             if self.base_ckpt is None:
                 raise CheckpointError(f"{spec.name} needs its zero-shot {spec.base} pipeline: give "
@@ -84,6 +118,53 @@ class WanImageToVideo(WorldModel):
             raise CheckpointError(f"{pipe_ckpt.path}: expected a diffusers {self._pipeline_kind()} folder "
                                   f"(model_index.json), found a {pipe_ckpt.format!r} checkpoint")
         return pipe_ckpt
+
+    def _routes(self) -> list[tuple[str, Path]]:
+        """(transformer component, file) pairs of the post-train's weight files."""
+        if len(self.ckpt.files) != 1:
+            raise CheckpointError(f"{self.ckpt.path}: {self.spec.name} takes one weights .safetensors, found "
+                                  f"{len(self.ckpt.files)}: {', '.join(self.ckpt.rel(f) for f in self.ckpt.files)}")
+        return [("transformer", self.ckpt.files[0])]
+
+    def _key_prefix(self, file: Path) -> str:
+        """What the checkpoint's tensor keys of ``file`` start with (pytest_wiw.checkpoint.tensor_key)."""
+        if len(self.ckpt.files) > 1 or file.parent != self.ckpt.root:
+            return self.ckpt.rel(file) + "/"
+        return ""
+
+    def _load_fine_tune(self, pipe, base_path: Path, dtype, device) -> None:
+        """Load the post-train, whichever kind it is, and note which kind was found."""
+        ckpt, fmt = self.ckpt, self.ckpt.format
+        if fmt == "lora":
+            for component, file in self._routes():
+                self.loras.append(load_wan_lora(pipe, component, file, ADAPTER_NAME, what=f"{self.ARCH} {component}"))
+                naming = ("DiffSynth-Studio / original-Wan key names, converted with diffusers' Wan LoRA converter"
+                          if self.loras[-1].naming != "diffusers" else "diffusers key names")
+                self._note(f"{ckpt.rel(file)}: LoRA ({naming}) loaded into {component}")
+        elif fmt == "safetensors":
+            routes = [(c, f, self._key_prefix(f)) for c, f in self._routes()]
+            self.full = load_native_state_dicts(pipe, routes, what=self.ARCH, dtype=dtype, device=device)
+            for component, file, _ in routes:
+                self._note(f"{ckpt.rel(file)}: full fine-tune of {component} (state dict in DiffSynth / original "
+                           "Wan names, mapped to diffusers' with the names of diffusers' Wan conversion)")
+        else:
+            folders = {f.parent.name: f.parent for f in ckpt.files}
+            unknown = sorted(set(folders) - set(self.EXPERTS))
+            if unknown:
+                raise CheckpointError(f"{ckpt.path}: {', '.join(unknown)}: not a transformer of the {self.ARCH} "
+                                      f"pipeline (a full fine-tune holds {' and/or '.join(self.EXPERTS)} folders)")
+            self.full = load_diffusers_folders(pipe, folders, what=self.ARCH, base_path=base_path, dtype=dtype,
+                                               device=device)
+            for component in folders:
+                self._note(f"{component}/: full fine-tune of {component} (diffusers folder)")
+        if self.full is not None:
+            self._swap = self.full.swap
+        self._note(f"post-train detected: {FINE_TUNE_KINDS[fmt]} (the registry declares finetune="
+                   f"{self.spec.finetune!r})")
+        for component in self.EXPERTS:
+            touched = {l.component for l in self.loras} | set(self.full.modules if self.full else ())
+            if component not in touched:
+                self._note(f"{component}: no post-train weights for it, it runs the base weights")
 
     # -- generation ------------------------------------------------------------------------------
     def _sizes(self) -> tuple[int, int, int]:
@@ -124,21 +205,14 @@ class WanImageToVideo(WorldModel):
 
     # -- zero-shot baseline (FT only) ------------------------------------------------------------
     def zero_shot(self):
+        """LoRA: the adapters off; full fine-tune: the base pipeline's own transformers."""
         if not self.spec.is_ft:
             return super().zero_shot()
-        return self._adapter_off()
+        return self._swap.zero_shot() if self.full is not None else self._adapter_off()
 
-    @contextlib.contextmanager
-    def _adapter_off(self) -> Iterator[None]:
-        if self._zero_shot_depth == 0:
-            self.pipe.disable_lora()
-        self._zero_shot_depth += 1
-        try:
-            yield
-        finally:
-            self._zero_shot_depth -= 1
-            if self._zero_shot_depth == 0:
-                self.pipe.enable_lora()
+    def _adapter_off(self):
+        """The context in which the LoRA adapters are off."""
+        return self._switch.off()
 
     # -- running tensors ---------------------------------------------------------------------------
     def components(self) -> dict[str, object]:
@@ -146,24 +220,35 @@ class WanImageToVideo(WorldModel):
         return {n: m for n in names if (m := getattr(self.pipe, n, None)) is not None}
 
     def running_tensor(self, key: str):
-        """For FT: a LoRA file key (in whichever naming) -> the running peft parameter it was loaded into."""
+        """For FT: a checkpoint key (LoRA in either naming, a DiT state dict key, ``transformer/...``; with
+        ``<file>/`` in front when the checkpoint has several files) -> the running tensor it was loaded into."""
         if not self.spec.is_ft:
             return super().running_tensor(key)
-        return self.lora.running_tensor(self.pipe.transformer, key)
+        if self.full is not None:
+            return self.full.running_tensor(key)
+        for lora in self.loras:
+            prefix = self._key_prefix(lora.file)
+            if key.startswith(prefix):
+                return lora.running_tensor(getattr(self.pipe, lora.component), key[len(prefix):])
+        return None
 
     # -- tiny checkpoints ----------------------------------------------------------------------------
+    #: Class-level so the Wan 2.2 wrappers give their own.
+    TINY_GENERATION = TINY_GENERATION
+    TINY_LORA_B_GAIN = TINY_LORA_B_GAIN
+    TINY_LORA_FOLDER = TINY_LORA_FOLDER
+
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        """The tiny zero-shot pipeline, or (given its ``base``) the tiny FT LoRA, with its card."""
+        """The tiny zero-shot pipeline, or (given its ``base``) the tiny FT in WIW's layout, with its card."""
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
             if base is not None:
-                cls._write_tiny_lora(out_dir, Path(base), seed)
-            elif wm_type.startswith("FT"):
+                return cls._write_tiny_ft(out_dir, Path(base), seed)
+            if wm_type.startswith("FT"):
                 raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
-            else:
-                cls._write_tiny_pipeline(out_dir, seed)
+            cls._write_tiny_pipeline(out_dir, seed)
         return out_dir
 
     @staticmethod
@@ -171,10 +256,19 @@ class WanImageToVideo(WorldModel):
         """Write the tiny zero-shot pipeline and its card into ``out_dir`` (seeds torch's global RNG)."""
         _make_tiny_pipeline(out_dir, seed)
 
-    @staticmethod
-    def _write_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
-        """Write the tiny FT LoRA over the pipeline at ``base``, and its card (seeds torch's global RNG)."""
-        _make_tiny_lora(out_dir, base, seed)
+    @classmethod
+    def _write_tiny_ft(cls, out_dir: Path, base: Path, seed: int) -> Path:
+        """DiffSynth-Studio's layout over the pipeline at ``base``: ``out_dir/<TINY_LORA_FOLDER>/epoch-0.safetensors``
+        and ``epoch-1`` (the one loaded by default). Returns ``out_dir``, which WIW's runs also hold their model
+        folders in; the card goes there and into the epoch folder, so either path loads with nothing else given."""
+        pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+        folder = out_dir / cls.TINY_LORA_FOLDER
+        save_diffsynth_epochs(pipe.transformer, folder, seed, b_gain=cls.TINY_LORA_B_GAIN)
+        for where in (out_dir, folder):
+            write_tiny_card(where, base=base, generation=cls.TINY_GENERATION,
+                            description=f"Tiny random DiffSynth-Studio LoRA epochs over the tiny {cls.ARCH} "
+                                        "pipeline, for pytest-wiw self-tests.")
+        return out_dir
 
 
 def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
@@ -210,19 +304,3 @@ def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
     pipe.save_pretrained(str(out_dir), safe_serialization=True)
     write_tiny_card(out_dir, generation=TINY_GENERATION,
                     description="Tiny random Wan 2.1 image-to-video pipeline for pytest-wiw self-tests.")
-
-
-def _make_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-    config = LoraConfig(r=4, lora_alpha=16, init_lora_weights=False, target_modules=LORA_TARGET_MODULES)
-    torch.manual_seed(seed)
-    # init_lora_weights=False keeps nn.Linear's random init for lora_B too, so the adapter is not a no-op.
-    pipe.transformer.add_adapter(config)
-    WanImageToVideoPipeline.save_lora_weights(
-        str(out_dir), transformer_lora_layers=get_peft_model_state_dict(pipe.transformer),
-        transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
-    write_tiny_card(out_dir, base=base, generation=TINY_GENERATION,
-                    description="Tiny random LoRA over the tiny Wan 2.1 pipeline, for pytest-wiw self-tests.")

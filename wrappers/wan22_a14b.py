@@ -6,10 +6,20 @@ transformers of one architecture, ``transformer`` (the high-noise expert, timest
 input (noise latents + first-frame mask + image-condition latents, 36 channels for the z_dim-16 VAE),
 no CLIP image encoder.
 
-``FTwan22-14B`` takes one or two LoRA ``.safetensors`` (a folder holding them, or one file). As in
-WIW's wrapper, a file whose name contains ``_low_`` goes to the low-noise expert (``transformer_2``),
-the other to the high-noise expert (``transformer``). Keys may use diffusers or DiffSynth-Studio names
-(``wrappers.wan_lora``). ``zero_shot()`` switches the adapters of both experts off (never fused).
+``FTwan22-14B`` takes WIW's layouts (DiffSynth-Studio's, as ``wan_model_diffsynth.py`` loads them):
+
+* LoRAs, one per expert: two folders ``..._high_noise_lora/epoch-N.safetensors`` and
+  ``..._low_noise_lora/epoch-N.safetensors`` under one parent (the checkpoint path), or the two given
+  as ``--ckpt-path FTwan22-14B=A,B``, or one LoRA alone. WIW's rule routes them: a file whose path
+  contains ``_low_`` goes to the low-noise expert (DiffSynth's ``dit2``, diffusers' ``transformer_2``),
+  the other to the high-noise one (``dit``, ``transformer``). The rule reads the path below the
+  checkpoint's folder (so a ``_low_`` in a parent folder shared by both files routes neither), or the
+  whole path of a single file, as WIW does. An expert with no LoRA runs its base weights (noted).
+* full fine-tunes: diffusers ``transformer/`` + ``transformer_2/`` folders (``wan22_i2v_model.py
+  --ft_dir``), or a DiffSynth DiT state dict (routed like a LoRA).
+
+Keys may use diffusers or DiffSynth-Studio names (``wrappers.wan_lora``). ``zero_shot()`` switches the
+adapters of both experts off (never fused), or runs the base experts.
 """
 
 from __future__ import annotations
@@ -22,8 +32,8 @@ from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTrans
 from pytest_wiw.api import CheckpointError
 
 from .diffusers_setup import write_tiny_card
-from .wan22 import Wan22Base
-from .wan_lora import save_random_lora
+from .wan import WanImageToVideo
+from .wan_lora import save_diffsynth_epochs
 
 #: Generation settings the tiny checkpoints declare in their cards. With 2 steps at shift 5 the
 #: timesteps are 999 and 833: one step per expert at boundary_ratio 0.9, so both experts run.
@@ -31,24 +41,28 @@ TINY_GENERATION = {"height": 32, "width": 48, "out_height": 32, "out_width": 48,
                    "num_output_frames": 4, "steps": 2, "guidance_scale": 2.0}
 #: Wan 2.2 A14B I2V's expert boundary (the real pipeline's model_index.json says 0.9 too).
 TINY_BOUNDARY_RATIO = 0.9
-#: File names of the tiny FT's two LoRAs; the low-noise one carries ``_low_``, as WIW names them.
-TINY_LORA_FILES = {"transformer": "wan22_high_noise_lora.safetensors",
-                   "transformer_2": "wan22_low_noise_lora.safetensors"}
+#: The tiny FT's two DiffSynth epoch folders, by expert; the low-noise one carries ``_low_``, as WIW's do.
+TINY_LORA_FOLDERS = {"transformer": "Wan2.2-I2V-A14B-tiny_high_noise_lora",
+                     "transformer_2": "Wan2.2-I2V-A14B-tiny_low_noise_lora"}
 TINY_LORA_B_GAIN = 3.0
 LOW_NOISE_MARK = "_low_"
+EXPERT_ROLE = {"transformer": "high-noise expert", "transformer_2": "low-noise expert"}
 
 
-def expert_of(file: Path) -> str:
-    """The expert a LoRA file is for: ``transformer_2`` (low noise) when its name contains ``_low_``."""
-    return "transformer_2" if LOW_NOISE_MARK in file.name else "transformer"
+def expert_of(route: str) -> str:
+    """The expert a post-train file is for, by WIW's rule: ``transformer_2`` (low noise) when ``route``
+    (its path, see ``Wan22A14B._route_text``) contains ``_low_``, else ``transformer``."""
+    return "transformer_2" if LOW_NOISE_MARK in route else "transformer"
 
 
-class Wan22A14B(Wan22Base):
-    """Wan 2.2 A14B I2V through diffusers; serves ``wan22-14B`` and its LoRA post-train ``FTwan22-14B``."""
+class Wan22A14B(WanImageToVideo):
+    """Wan 2.2 A14B I2V through diffusers; serves ``wan22-14B`` and its post-train ``FTwan22-14B``."""
 
-    version = "1"
+    version = "2"
     ARCH = "Wan 2.2 A14B I2V"
     PIPELINE_CONFIG = {"expand_timesteps": False}
+    EXPERTS = ("transformer", "transformer_2")
+    TINY_GENERATION = TINY_GENERATION
 
     def _check_architecture(self, pipe, path: Path) -> None:
         t, t2 = pipe.transformer, getattr(pipe, "transformer_2", None)
@@ -67,21 +81,26 @@ class Wan22A14B(Wan22Base):
         self._note(f"two experts: transformer for timesteps >= {pipe.config.boundary_ratio * 1000:g}, "
                    "transformer_2 below")
 
-    def _lora_routes(self) -> list[tuple[str, Path]]:
+    def _route_text(self, file: Path) -> str:
+        """The path WIW's ``_low_`` rule reads: below the checkpoint's folder, or whole for a lone file."""
+        return str(file) if len(self.ckpt.files) == 1 else self.ckpt.rel(file)
+
+    def _routes(self) -> list[tuple[str, Path]]:
         files = list(self.ckpt.files)
         if not 1 <= len(files) <= 2:
-            raise CheckpointError(f"{self.ckpt.path}: {self.spec.name} takes one or two LoRA .safetensors (the "
-                                  f"low-noise one named *{LOW_NOISE_MARK}*), found {len(files)}: "
-                                  f"{', '.join(f.name for f in files)}")
-        routes = [(expert_of(f), f) for f in files]
-        if len({c for c, _ in routes}) != len(routes):
-            what = "contain" if routes[0][0] == "transformer_2" else "lack"
-            raise CheckpointError(f"{self.ckpt.path}: both LoRA files {what} {LOW_NOISE_MARK!r} in their names, so "
-                                  f"both would go to {routes[0][0]}: name the low-noise expert's file "
-                                  f"*{LOW_NOISE_MARK}* and the high-noise one without it")
+            raise CheckpointError(f"{self.ckpt.path}: {self.spec.name} takes one or two post-train .safetensors "
+                                  f"(one per expert, the low-noise one's path containing {LOW_NOISE_MARK!r}), found "
+                                  f"{len(files)}: {', '.join(self.ckpt.rel(f) for f in files)}")
+        routes = [(expert_of(self._route_text(f)), f) for f in files]
+        if len(files) == 2 and routes[0][0] == routes[1][0]:
+            component = routes[0][0]
+            what = "contain" if component == "transformer_2" else "lack"
+            raise CheckpointError(f"{self.ckpt.path}: two {EXPERT_ROLE[component]} files, both would go to "
+                                  f"{component}: {self.ckpt.rel(files[0])} and {self.ckpt.rel(files[1])} both {what} "
+                                  f"{LOW_NOISE_MARK!r} in their paths (WIW's rule: the low-noise expert's file "
+                                  f"has {LOW_NOISE_MARK!r} in its path, e.g. ..._low_noise_lora/epoch-N.safetensors)")
         for component, file in routes:
-            self._note(f"LoRA {file.name} -> {component} "
-                       f"({'low' if component == 'transformer_2' else 'high'}-noise expert)")
+            self._note(f"{self.ckpt.rel(file)} -> {component} ({EXPERT_ROLE[component]})")
         return routes
 
     # -- tiny checkpoints (make_tiny: WanImageToVideo's) -------------------------------------------------
@@ -89,15 +108,16 @@ class Wan22A14B(Wan22Base):
     def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
         _make_tiny_pipeline(out_dir, seed)
 
-    @staticmethod
-    def _write_tiny_lora(out_dir: Path, base: Path, seed: int) -> None:
+    @classmethod
+    def _write_tiny_ft(cls, out_dir: Path, base: Path, seed: int) -> Path:
+        """DiffSynth-Studio's A14B layout: the two expert epoch folders under ``out_dir``, its card there."""
         pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-        for i, (component, name) in enumerate(TINY_LORA_FILES.items()):
-            save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name,
-                             seed * 1000 + i, b_gain=TINY_LORA_B_GAIN)
+        for i, (component, folder) in enumerate(TINY_LORA_FOLDERS.items()):
+            save_diffsynth_epochs(getattr(pipe, component), out_dir / folder, seed * 10 + i, b_gain=TINY_LORA_B_GAIN)
         write_tiny_card(out_dir, base=base, generation=TINY_GENERATION,
-                        description="Tiny random LoRAs (high- and low-noise expert) over the tiny Wan 2.2 "
-                                    "A14B I2V pipeline, for pytest-wiw self-tests.")
+                        description="Tiny random DiffSynth-Studio LoRA epochs (high- and low-noise expert) over the "
+                                    "tiny Wan 2.2 A14B I2V pipeline, for pytest-wiw self-tests.")
+        return out_dir
 
 
 def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:

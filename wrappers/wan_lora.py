@@ -106,7 +106,7 @@ def load_wan_lora(pipe, component: str, file: Path, adapter: str, *, what: str) 
     tensors, metadata = read_lora_file(file)
     if not tensors:
         raise CheckpointError(f"{file}: the LoRA holds no tensors")
-    names = {k: _normalize(k) for k in tensors}
+    names = {k: normalize_key(k) for k in tensors}
     naming = "wan" if any(k.startswith("diffusion_model.") or _WAN_NATIVE.match(n) for k, n in names.items()) \
         else "diffusers"
     loaded = LoadedLora(file=file, component=component, adapter=adapter, naming=naming)
@@ -159,7 +159,7 @@ def load_wan_lora(pipe, component: str, file: Path, adapter: str, *, what: str) 
             "(DiffSynth-Studio), with shapes that fit this model")
     if bad:
         raise CheckpointError(f"{file}: {len(bad)} of {len(tensors)} LoRA tensors match no module of the {what}:"
-                              + _listing([f"{k} ({why})" for k, why in sorted(bad.items())]))
+                              + listing([f"{k} ({why})" for k, why in sorted(bad.items())]))
     if metadata and network_alphas:
         raise CheckpointError(f"{file}: it has both diffusers adapter metadata and .alpha tensors: the LoRA "
                               "scale is ambiguous")
@@ -175,11 +175,11 @@ def load_wan_lora(pipe, component: str, file: Path, adapter: str, *, what: str) 
     if missing:
         raise CheckpointError(f"{file}: loaded, but {len(missing)} of its tensors have no running LoRA parameter "
                               f"in the {what} (adapter metadata whose target_modules leave them out?):"
-                              + _listing(missing))
+                              + listing(missing))
     return loaded
 
 
-def _normalize(key: str) -> str:
+def normalize_key(key: str) -> str:
     """A file key with peft's adapter segment and any trainer prefix removed (``transformer.`` too)."""
     name = _ADAPTER_SEGMENT.sub(r".\1.\2", key)
     stripped = True
@@ -255,7 +255,8 @@ def _misfit(transformer, name: str, tensor: torch.Tensor) -> str | None:
     return None
 
 
-def _listing(items: list[str]) -> str:
+def listing(items: list[str]) -> str:
+    """Items as an indented list for a message, cut after LIST_AT_MOST."""
     shown = "\n  - ".join(items[:LIST_AT_MOST])
     more = f"\n  ... and {len(items) - LIST_AT_MOST} more" if len(items) > LIST_AT_MOST else ""
     return "\n  - " + shown + more
@@ -284,20 +285,81 @@ class AdapterSwitch:
 
 
 # -- tiny LoRAs ----------------------------------------------------------------------------------------
+#: Epoch files a tiny DiffSynth-Studio LoRA folder holds (the highest is the one loaded by default).
+TINY_EPOCHS = 2
+
+
+def random_lora(transformer, seed: int, *, rank: int = 4, b_gain: float = 1.0) -> dict[str, torch.Tensor]:
+    """A seeded random LoRA on DiffSynth's target modules of ``transformer``, in peft's diffusers names
+    (``blocks.0.attn1.to_q.lora_A.weight``). Drawn as nn.Linear initialises (uniform, +-1/sqrt(fan_in)),
+    lora_B too (a zero lora_B would be a no-op), from a generator of its own; lora_B times ``b_gain``."""
+    gen = torch.Generator("cpu").manual_seed(seed)
+    state = {}
+    for name, module in sorted(transformer.named_modules()):
+        if not isinstance(module, torch.nn.Linear) or not any(name == t or name.endswith("." + t)
+                                                               for t in LORA_TARGET_MODULES):
+            continue
+        a = (torch.rand(rank, module.in_features, generator=gen) * 2 - 1) / module.in_features ** 0.5
+        b = (torch.rand(module.out_features, rank, generator=gen) * 2 - 1) / rank ** 0.5 * b_gain
+        state[f"{name}.lora_A.weight"], state[f"{name}.lora_B.weight"] = a, b
+    return state
+
+
+def diffsynth_lora_key(name: str) -> str:
+    """peft's diffusers LoRA name -> DiffSynth-Studio's: ``blocks.0.attn1.to_q.lora_A.weight`` ->
+    ``blocks.0.self_attn.q.lora_A.default.weight`` (module renamed as diffusers' Wan conversion does)."""
+    from .wan_native import to_native
+
+    module, kind, leaf = name.rsplit(".", 2)
+    native = to_native(f"{module}.{leaf}")
+    if native is None:
+        raise ValueError(f"{name}: no original-Wan name for module {module}")
+    return f"{native[: -len(leaf) - 1]}.{kind}.default.{leaf}"
+
+
+def save_diffsynth_epochs(transformer, folder: Path, seed: int, *, b_gain: float, rank: int = 4,
+                          epochs: int = TINY_EPOCHS) -> list[Path]:
+    """DiffSynth-Studio's LoRA layout: ``folder/epoch-N.safetensors`` (N = 0 .. epochs-1), each a different
+    seeded random LoRA in DiffSynth's key names, alpha = rank (no alpha tensors, no metadata)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for epoch in range(epochs):
+        state = random_lora(transformer, seed * 1000 + epoch, rank=rank, b_gain=b_gain)
+        files.append(folder / f"epoch-{epoch}.safetensors")
+        save_file({diffsynth_lora_key(k): t.contiguous() for k, t in state.items()}, str(files[-1]))
+    return files
+
+
 def save_random_lora(pipe_cls, transformer, out_dir: Path, weight_name: str, seed: int, *, rank: int = 4,
                      b_gain: float = 1.0) -> Path:
-    """Add a seeded random LoRA (DiffSynth's targets, alpha = rank as DiffSynth trains) to ``transformer``
-    and write it with the pipeline's ``save_lora_weights`` (diffusers names, adapter metadata)."""
+    """The older layout, diffusers' own: ``random_lora`` written with the pipeline's ``save_lora_weights``
+    (``transformer.`` names, peft adapter metadata with alpha = rank)."""
     from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
 
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=False, target_modules=LORA_TARGET_MODULES)
-    torch.manual_seed(seed)
-    # init_lora_weights=False keeps nn.Linear's random init for lora_B too, so the adapter is not a no-op.
-    transformer.add_adapter(config)
-    state = get_peft_model_state_dict(transformer)
-    if b_gain != 1.0:
-        state = {k: (t * b_gain if ".lora_B." in k else t) for k, t in state.items()}
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=LORA_TARGET_MODULES)
+    state = random_lora(transformer, seed, rank=rank, b_gain=b_gain)
     pipe_cls.save_lora_weights(str(out_dir), transformer_lora_layers=state, weight_name=weight_name,
                                transformer_lora_adapter_metadata=config.to_dict(), safe_serialization=True)
     return Path(out_dir) / weight_name
+
+
+def write_diffusers_lora_folder(base: Path, out_dir: Path, files: dict[str, str], seed: int, *, b_gain: float,
+                                generation: dict) -> Path:
+    """The older layout, a real one too: a folder of LoRA files in diffusers' own naming, one per
+    transformer component (``{"transformer": "pytorch_lora_weights.safetensors"}``), with a card naming
+    ``base``. DiffSynth-Studio's layout is what make_tiny writes; this one keeps diffusers' loading tested."""
+    from diffusers import WanImageToVideoPipeline
+
+    from .diffusers_setup import write_tiny_card
+
+    pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for i, (component, name) in enumerate(files.items()):
+        save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name, seed * 1000 + i,
+                         b_gain=b_gain)
+    write_tiny_card(out_dir, base=base, generation=generation,
+                    description="Tiny random LoRA(s) in diffusers' naming, for pytest-wiw self-tests.")
+    return Path(out_dir)

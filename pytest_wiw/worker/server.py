@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from ..checkpoint import VARIANT_OPTION, Checkpoint, card_generation, open_checkpoint
+from ..epochs import EPOCH_OPTION
 from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
@@ -56,7 +57,7 @@ class Worker:
             write_frame(self.out, {"type": "resolved", "ckpt": str(ckpt_path),
                                    "base_ckpt": str(base_path) if base_path else None})
         variant = (cfg.get("options") or {}).get(VARIANT_OPTION)
-        ckpt = open_checkpoint(ckpt_path, variant)
+        ckpt = open_checkpoint(ckpt_path, variant, epoch=(cfg.get("options") or {}).get(EPOCH_OPTION))
         base_ckpt = None
         if spec.is_ft:
             base_ckpt = open_checkpoint(resolve_base_path(ckpt, base_path), variant)
