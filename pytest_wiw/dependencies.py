@@ -22,7 +22,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "batch invariance": ("seed determinism",),
     "order independence": ("seed determinism",),
     "seed sensitivity": ("seed determinism",),
-    "differs from zero-shot": ("output contract",),
+    # A zero-shot that does not restore the base makes "FT vs zero-shot" a comparison with something else.
+    "differs from zero-shot": ("output contract", "honest baseline"),
     "honest baseline": ("output contract",),
     "memory stable": ("checkpoint loads",),
     # A model that breaks the contract on the reference request breaks it on the drawn ones too.
@@ -38,16 +39,18 @@ BLOCKED_PREFIX = "blocked by "
 
 
 def upstream_chain(check: str) -> list[str]:
-    """Every check ``check`` depends on, root first (a check blocked by a failed load names the load,
-    not the output contract the load also blocked), each once."""
-    seen: list[str] = []
-    frontier = list(UPSTREAM.get(check, ()))
-    while frontier:
-        name = frontier.pop(0)
-        if name not in seen:
-            seen.append(name)
-            frontier.extend(UPSTREAM.get(name, ()))
-    return seen[::-1]
+    """Every check ``check`` depends on, each once, every check after the ones it depends on (so a check
+    blocked by a failed load names the load, not the output contract the load also blocked)."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        for upstream in UPSTREAM.get(name, ()):
+            if upstream not in order:
+                visit(upstream)
+                order.append(upstream)
+
+    visit(check)
+    return order
 
 
 def blocked_reason(upstream: str, cause: str) -> str:

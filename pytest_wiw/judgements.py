@@ -78,6 +78,33 @@ def seed_determinism(wm: WMSubject) -> str | None:
     return None
 
 
+def honest_baseline(wm: WMSubject) -> str | None:
+    """The zero-shot output Z inside an FT type equals its base type's own G1 (same request, seed, settings).
+
+    None when that cannot be judged here: no base in the session, or Z or the base's G1 missing (the checks
+    that send those requests say why)."""
+    base_wm = wm.comparable_base() if wm.spec.is_ft else None
+    if base_wm is None:
+        return None
+    try:
+        ft_gen, base_gen = wm.ready()["generation"], base_wm.ready()["generation"]
+        z, own = wm.floor().z, base_wm.floor().g1
+    except WorkerError:
+        return None
+    if ft_gen != base_gen:
+        changed = {k: (ft_gen[k], base_gen[k]) for k in ft_gen if ft_gen[k] != base_gen.get(k)}
+        return (f"{wm.spec.name} and {wm.spec.base} generate at different settings (FT, base): {changed}: the FT "
+                "and zero-shot outputs would be compared at different resolutions or frame counts")
+    if z is None or z.frames is None or own.frames is None or z.frames.shape != own.frames.shape:
+        return None
+    diff = video_diff(z.frames, own.frames)
+    if diff.max_abs > wm.spec.tolerances.determinism_max_abs:
+        return (f"the zero-shot output inside {wm.spec.name} differs from {wm.spec.base}'s own output for the same "
+                f"request and seed: {diff.describe()}. zero_shot() does not restore the base model (a fused LoRA, "
+                "a component left swapped, or a base loaded with other settings)")
+    return None
+
+
 def _floor_generation(wm: WMSubject, name: str) -> Generation | str:
     try:
         gen = getattr(wm.floor(), name)
@@ -93,4 +120,5 @@ JUDGEMENTS: dict[str, Callable[[WMSubject], str | None]] = {
     "checkpoint loads": loaded,
     "output contract": output_contract,
     "seed determinism": seed_determinism,
+    "honest baseline": honest_baseline,
 }

@@ -33,6 +33,7 @@ class WiwSession:
                 seed=sel.seed, max_batch=sel.max_batch, baseline_cache=self.baseline_cache,
                 allow_pickle=sel.allow_pickle,
                 declared_failures={c: r for (w, c), r in sel.expected_failures.items() if w == wm_type})
+            self.subjects[wm_type].comparable_base = lambda name=wm_type: self.comparable_base(name)
         return self.subjects[wm_type]
 
     def summaries(self, report_dir: Path | None) -> dict[str, dict]:
@@ -58,6 +59,18 @@ class WiwSession:
 
             return settings.get_profile(self.hypothesis_profile).max_examples
         return TINY_MAX_EXAMPLES if subject.ckpt_arg is None else REAL_MAX_EXAMPLES
+
+    def comparable_base(self, wm_type: str):
+        """The base subject an FT type's zero-shot output can be held against in this session, or None: the
+        base is not selected, or the preset runs the two at different settings (WIW evaluates them apart)."""
+        spec = self.selection.registry[wm_type]
+        base = spec.base
+        if base is None or not self.selected(base):
+            return None
+        sel = self.selection
+        if sel.preset and sel.preset_settings(wm_type) != sel.preset_settings(base):
+            return None
+        return self.subject(base)
 
     def selected(self, wm_type: str) -> bool:
         return wm_type in self.selection.wm_types

@@ -125,7 +125,7 @@ class NoSuperInitSVD(StableVideoDiffusion):
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):  # noqa: no super().__init__
         from wrappers.svd import load_pipeline
 
-        self.pipe = load_pipeline(__import__("pathlib").Path(ckpt.path), dtype, device)
+        self.pipe = load_pipeline(ckpt, dtype, device)
         self.notes.append("loaded")  # AttributeError: WorldModel.__init__ never set notes
 
 
