@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,13 @@ SAFETENSORS_DTYPES = {
 # sample of tensors catches a wrapper that loads the wrong weights just as well.
 MAX_FINGERPRINT_TENSORS = 48
 CARD_NAME = "README.md"
+# accelerate's Accelerator.save_state(output_dir/checkpoint-<step>) writes the training state beside the
+# models: optimizer, LR scheduler, sampler and grad-scaler states and each process's RNG states, as
+# pickles (WIW's SVD-dagger training leaves them beside unet/). No model loads them, so in such a folder
+# they are listed as not opened instead of refusing the folder; model weights in pickles are still refused.
+ACCELERATE_FOLDER_RE = re.compile(r"^checkpoint-\d+$")
+TRAINING_STATE_RE = re.compile(r"^(optimizer|scheduler|sampler|scaler|random_states|custom_checkpoint)(_\d+)?"
+                               r"\.(bin|pkl|pt)$")
 _HASH_CHUNK = 8 * 1024 * 1024
 
 
@@ -52,6 +60,9 @@ class Checkpoint:
     format: str
     files: tuple[Path, ...]
     card: dict = field(default_factory=dict)
+    #: Files in the folder that are never opened, each with the reason (accelerate's training state, weights
+    #: the wrapper does not load).
+    not_opened: tuple[str, ...] = ()
     _sha256: str | None = None
 
     @property
@@ -66,6 +77,20 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: holds {len(self.files)} weight files "
                                   f"({', '.join(self.rel(f) for f in self.files)}), where one is expected")
         return self.files[0]
+
+    def keep_only(self, files, *, reason: str) -> None:
+        """Narrow the checkpoint to the weight ``files`` the wrapper loads (a training folder holding a
+        model and its EMA copy, or full and fp16 variants): the rest are listed as not opened, and the
+        worker audits and fingerprints what remains. Called by a wrapper inside its ``__init__``."""
+        keep = [Path(f).resolve() for f in files]
+        unknown = [f for f in keep if f not in self.files]
+        if unknown or not keep:
+            raise CheckpointError(f"{self.path}: cannot narrow the checkpoint to {[str(f) for f in files]}: "
+                                  "not among its weight files")
+        dropped = [f"{self.rel(f)} ({reason})" for f in self.files if f not in keep]
+        self.files = tuple(f for f in self.files if f in keep)
+        self.not_opened = self.not_opened + tuple(dropped)
+        self._sha256 = None
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.files)
@@ -102,8 +127,11 @@ class Checkpoint:
         return [keys[round(i * step)] for i in range(MAX_FINGERPRINT_TENSORS)]
 
     def describe(self) -> dict:
-        return {"path": str(self.path), "format": self.format,
-                "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes()}
+        out = {"path": str(self.path), "format": self.format,
+               "files": [self.rel(f) for f in self.files], "size_bytes": self.size_bytes()}
+        if self.not_opened:
+            out["not_opened"] = list(self.not_opened)
+        return out
 
 
 def tensor_key(ckpt: Checkpoint, file: Path, name: str) -> str:
@@ -132,7 +160,7 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     path = path.resolve()
     if path.is_file():
         return _open_file(path)
-    weights = _weight_files(path)
+    weights, not_opened = _weight_files(path)
     if not weights:
         raise CheckpointError(f"{path}: the folder holds no .safetensors weights "
                               "(an empty or incomplete download?)")
@@ -147,11 +175,13 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
         fmt = "lora"  # LoRA files side by side, e.g. one per expert of Wan 2.2 A14B
     elif all(w.parent != path for w in weights) and len({w.parent for w in weights}) == 1:
         fmt = "component-folder"
+    elif ACCELERATE_FOLDER_RE.match(path.name) and all((w.parent / "config.json").is_file() for w in weights):
+        fmt = "component-folder"  # a training checkpoint: a model and its EMA copy (unet/, unet_ema/)
     else:
         raise CheckpointError(f"{path}: cannot tell the format: expected a diffusers pipeline folder "
                               "(model_index.json), a component folder (config.json + weights) or a LoRA "
                               f".safetensors; found {', '.join(w.name for w in weights[:5])}")
-    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card)
+    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, not_opened=tuple(not_opened))
 
 
 def _open_file(path: Path) -> Checkpoint:
@@ -164,8 +194,15 @@ def _open_file(path: Path) -> Checkpoint:
     return Checkpoint(path=path, format=fmt, files=(path,), card=read_card(path.parent))
 
 
-def _weight_files(folder: Path) -> list[Path]:
-    files = []
+def is_training_state(file: Path, folder: Path) -> bool:
+    """True for accelerate's training-state files directly inside a ``checkpoint-<step>`` folder."""
+    return (ACCELERATE_FOLDER_RE.match(folder.name) is not None and file.parent == folder
+            and TRAINING_STATE_RE.match(file.name) is not None)
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The folder's .safetensors files, and the training-state files of an accelerate folder (never opened)."""
+    files, not_opened = [], []
     for f in sorted(folder.rglob("*")):
         if f.is_symlink() and not _inside(f.resolve(), folder):
             raise CheckpointError(f"{f}: symlink leads outside the checkpoint folder (to {f.resolve()})")
@@ -173,10 +210,12 @@ def _weight_files(folder: Path) -> list[Path]:
             continue
         if f.suffix == ".safetensors":
             files.append(f)
+        elif is_training_state(f, folder):
+            not_opened.append(f"{f.name} (accelerate training state: never opened)")
         elif f.name.endswith(PICKLE_SUFFIXES):
             raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
                                   f"them to .safetensors, or give {ALLOW_PICKLE_HINT}")
-    return files
+    return files, not_opened
 
 
 def _inside(path: Path, folder: Path) -> bool:
