@@ -105,3 +105,19 @@ def test_training_state_is_skipped_only_in_a_checkpoint_folder(made, tmp_path):
     nested.write_bytes(b"x")
     with pytest.raises(CheckpointError, match="unet/optimizer.bin"):
         open_checkpoint(weights)
+
+
+def test_keep_only_narrows_what_is_audited(made, tmp_path):
+    import shutil
+
+    ckpt = shutil.copytree(made, tmp_path / "checkpoint-5")
+    shutil.copytree(ckpt / "unet", ckpt / "unet_ema")
+    opened = open_checkpoint(ckpt)
+    assert opened.format == "component-folder" and len(opened.files) == 2
+    sha = opened.sha256()
+    opened.keep_only([ckpt / "unet" / "diffusion_pytorch_model.fp16.safetensors"], reason="igen loads unet/")
+    assert [opened.rel(f) for f in opened.files] == ["unet/diffusion_pytorch_model.fp16.safetensors"]
+    assert "unet_ema/diffusion_pytorch_model.fp16.safetensors (igen loads unet/)" in opened.describe()["not_opened"]
+    assert all(k.startswith("unet/") for k in opened.tensor_index()) and opened.sha256() != sha
+    with pytest.raises(CheckpointError, match="not among its weight files"):
+        opened.keep_only([tmp_path / "elsewhere.safetensors"], reason="x")

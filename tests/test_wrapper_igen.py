@@ -214,7 +214,8 @@ def test_turns_roll_the_noise():
 def test_tiny_checkpoint_is_wiws_layout(tiny, ft_model):
     ckpt = tiny["ft"]
     assert ckpt.name == "checkpoint-6000"
-    assert sorted(p.name for p in (ckpt / "unet").iterdir()) == ["config.json", "diffusion_pytorch_model.fp16.safetensors"]
+    assert sorted(p.name for p in (ckpt / "unet").iterdir()) == ["config.json",
+                                                                 "diffusion_pytorch_model.fp16.safetensors"]
     config = json.loads((ckpt / "unet" / "config.json").read_text())
     assert config["_class_name"] == "UNetSpatioTemporalConditionModel"
     assert not {"action_input_channel", "task_type", "action_strategy"} & set(config)

@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -391,7 +390,8 @@ def choose_unet_folder(ckpt, option: str | None) -> tuple[Path, str]:
     folder = ckpt.path / name
     if not (folder / "config.json").is_file():
         present = sorted(p.name for p in ckpt.path.iterdir() if (p / "config.json").is_file())
-        raise CheckpointError(f"{ckpt.path}: no {name}/ folder with config.json (found: {', '.join(present) or 'none'})")
+        raise CheckpointError(f"{ckpt.path}: no {name}/ folder with config.json "
+                              f"(found: {', '.join(present) or 'none'})")
     return folder, f"{name}/"
 
 
@@ -457,6 +457,9 @@ def load_svdagger_unet(folder: Path, files: Sequence[Path], channels: int, dtype
         raise CheckpointError(f"{folder}: the weights do not fit an SVD-dagger UNet of its config: "
                               + "; ".join(parts))
     unet.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if left:  # a tensor no state dict fills (a non-persistent buffer of a newer diffusers)
+        raise CheckpointError(f"{folder}: {len(left)} UNet tensors were not filled by the weights: {left[:3]}")
     unet.eval()
     return unet
 
