@@ -17,7 +17,10 @@ Writes, with random weights in the real shapes:
   frames, 30 steps; fps 7, motion bucket 127 and noise augmentation 0.02 are the wrapper's defaults).
 
 ``--smoke`` builds the same structure at CPU size in seconds (tests the script, measures nothing).
-Then: ``pytest --wm igen --ckpt-path OUT_DIR/igen/checkpoint-6000 --wm-device cuda --wm-dtype float16``.
+Then (svd alongside, for the honest baseline):
+
+    pytest --wm igen --wm svd --ckpt-path igen=OUT_DIR/igen/checkpoint-6000 --ckpt-path svd=OUT_DIR/svd \
+           --wm-device cuda --wm-dtype float16 --wm-max-examples 2 --wm-report OUT_DIR/report
 """
 
 from __future__ import annotations
@@ -72,11 +75,13 @@ def build(module_fn, device: str):
 
 
 def build_base(out: Path, device: str, smoke: bool, fp16_only: bool) -> tuple[Path, dict]:
-    """The SVD img2vid pipeline folder; returns it and the UNet's state dict (float32, on ``device``)."""
+    """The SVD img2vid pipeline folder, with a card giving igen's settings (so that svd run as its own
+    wm_type generates as igen's zero-shot does: honest baseline); returns it and the UNet's state dict."""
     from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
                            UNetSpatioTemporalConditionModel)
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
+    from wrappers.diffusers_setup import write_tiny_card
     from wrappers.svd import SVD_SCHEDULER_CONFIG
 
     torch.manual_seed(SEED)
@@ -91,6 +96,8 @@ def build_base(out: Path, device: str, smoke: bool, fp16_only: bool) -> tuple[Pa
         pipe.save_pretrained(str(folder), safe_serialization=True)
     state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     pipe.to(torch.float16).save_pretrained(str(folder), safe_serialization=True, variant="fp16")
+    write_tiny_card(folder, generation=SMOKE_GENERATION if smoke else WIW_GENERATION,
+                    description="Random SVD img2vid pipeline of the real size (pytest-wiw benchmark).")
     return folder, {"config": {k: v for k, v in unet.config.items() if not k.startswith("_")}, "state": state}
 
 

@@ -266,6 +266,22 @@ def test_bare_unet_folder_and_full_precision_first(tiny, ft_out, tmp_path):
     assert_fingerprints_agree(both)
 
 
+def test_sharded_fp16_weights(tiny, ft_out, tmp_path):
+    ckpt = shutil.copytree(tiny["ft"], tmp_path / "checkpoint-8")
+    single = ckpt / "unet" / "diffusion_pytorch_model.fp16.safetensors"
+    state = load_file(str(single))
+    single.unlink()
+    keys = sorted(state)
+    shards = {f"diffusion_pytorch_model.fp16-0000{i + 1}-of-00002.safetensors": keys[i::2] for i in range(2)}
+    for name, part in shards.items():
+        save_file({k: state[k] for k in part}, str(ckpt / "unet" / name), metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {k: name for name, part in shards.items() for k in part}}
+    (ckpt / "unet" / "diffusion_pytorch_model.fp16.safetensors.index.json").write_text(json.dumps(index))
+    model = _load(ckpt, tiny["base"])
+    assert len(model.ckpt.files) == 2 and np.array_equal(model.generate(_request()), ft_out)
+    assert_fingerprints_agree(model)
+
+
 def test_missing_action_modules_name_them(tiny, tmp_path):
     bad = ActionConditionedSVD.make_tiny("igen", tmp_path / "bad", base=tiny["base"], drop=("add_action_proj",))
     with pytest.raises(CheckpointError, match="lack add_action_proj"):

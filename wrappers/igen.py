@@ -395,9 +395,9 @@ def choose_unet_folder(ckpt, option: str | None) -> tuple[Path, str]:
     return folder, f"{name}/"
 
 
-def infer_action_channels(files: Sequence[Path]) -> tuple[int, list[str]]:
-    """``action_input_channel`` from the shape of add_action_proj.proj.weight, and the action modules
-    the weights lack (all three must be there)."""
+def read_action_channels(folder: Path, files: Sequence[Path]) -> int:
+    """``action_input_channel`` from the shape of add_action_proj.proj.weight; a CheckpointError naming the
+    action modules the weights lack (a plain SVD UNet lacks all three)."""
     names, shape = set(), None
     for f in files:
         with safe_open(str(f), framework="pt") as fh:
@@ -405,12 +405,13 @@ def infer_action_channels(files: Sequence[Path]) -> tuple[int, list[str]]:
             if ACTION_PROJ_KEY in fh.keys():
                 shape = fh.get_slice(ACTION_PROJ_KEY).get_shape()
     missing = [m for m in ACTION_MODULES if not any(n.startswith(m + ".") for n in names)]
-    if shape is None:
-        return 0, missing
+    if missing:
+        raise CheckpointError(f"{folder}: not an SVD-dagger UNet: the weights lack {', '.join(missing)} "
+                              "(WIW's action modules); a plain SVD UNet has no action conditioning")
     if len(shape) != 2 or shape[1] % FEATURES_PER_CHANNEL:
-        raise CheckpointError(f"{files[0]}: {ACTION_PROJ_KEY} has shape {list(shape)}; WIW's is "
+        raise CheckpointError(f"{folder}: {ACTION_PROJ_KEY} has shape {list(shape)}; WIW's is "
                               f"[{ACTION_EMBED_DIM}, {FEATURES_PER_CHANNEL} x action_input_channel]")
-    return shape[1] // FEATURES_PER_CHANNEL, missing
+    return shape[1] // FEATURES_PER_CHANNEL
 
 
 def resolve_task(channels: int, option: str | None, where: Path) -> tuple[str, str]:
@@ -423,14 +424,14 @@ def resolve_task(channels: int, option: str | None, where: Path) -> tuple[str, s
             raise CheckpointError(f"{where}: action_input_channel {channels} is neither navigation's "
                                   f"{NAVIGATION_CHANNELS} nor manipulation's {MANIPULATION_CHANNELS}: give "
                                   "--wm-opt task_type=navigation or task_type=manipulation")
-        return inferred, f"inferred from action_input_channel {channels} (no --wm-opt task_type given)"
+        return inferred, "inferred from it (no --wm-opt task_type given)"
     if option == "manipulation" and channels != MANIPULATION_CHANNELS:
         raise CheckpointError(f"{where}: task_type=manipulation needs action_input_channel "
                               f"{MANIPULATION_CHANNELS} (WIW's pose encoding), the UNet takes {channels}")
     if inferred is not None and inferred != option:
         raise CheckpointError(f"{where}: --wm-opt task_type={option}, but action_input_channel {channels} "
                               f"is a {inferred} UNet")
-    return option, f"from --wm-opt task_type={option} (action_input_channel {channels})"
+    return option, f"as --wm-opt task_type={option} says"
 
 
 def load_svdagger_unet(folder: Path, files: Sequence[Path], channels: int, dtype: torch.dtype) -> SVDaggerUNet:
@@ -468,10 +469,7 @@ def load_svdagger_unet(folder: Path, files: Sequence[Path], channels: int, dtype
 def _load_unet_folder(folder: Path, dtype: torch.dtype) -> SVDaggerUNet:
     """A UNet folder on its own (the channel count read from its weights), as FineTunedComponent loads one."""
     files = unet_weight_files(folder)
-    channels, missing = infer_action_channels(files)
-    if missing:
-        raise CheckpointError(f"{folder}: not an SVD-dagger UNet: the weights lack {', '.join(missing)}")
-    return load_svdagger_unet(folder, files, channels, dtype)
+    return load_svdagger_unet(folder, files, read_action_channels(folder, files), dtype)
 
 
 #: The SVD-dagger UNet over its svd base (loaded as wrappers.svd loads it, so zero-shot equals svd bitwise).
@@ -500,10 +498,7 @@ class ActionConditionedSVD(ComponentSwapModel):
         # The worker audits and fingerprints what this wrapper loads: the chosen folder's chosen files.
         ckpt.keep_only(files, reason=f"igen loads {folder.name}/{files[0].name}"
                                      + (f" (+{len(files) - 1} shards)" if len(files) > 1 else ""))
-        channels, missing = infer_action_channels(files)
-        if missing:
-            raise CheckpointError(f"{folder}: not an SVD-dagger UNet: the weights lack {', '.join(missing)} "
-                                  "(WIW's action modules); a plain SVD UNet has no action conditioning")
+        channels = read_action_channels(folder, files)
         self.task, how = resolve_task(channels, self.options.get(OPT_TASK), folder)
         self.action_channels = channels
         self.tasks = (self.task,)
