@@ -82,7 +82,7 @@ class Checkpoint:
         """Narrow the checkpoint to the weight ``files`` the wrapper loads (a training folder holding a
         model and its EMA copy, or full and fp16 variants): the rest are listed as not opened, and the
         worker audits and fingerprints what remains. Called by a wrapper inside its ``__init__``."""
-        keep = [Path(f).resolve() for f in files]
+        keep = [Path(f).absolute() for f in files]  # not resolve(): a weight file may be a symlink (hub cache)
         unknown = [f for f in keep if f not in self.files]
         if unknown or not keep:
             raise CheckpointError(f"{self.path}: cannot narrow the checkpoint to {[str(f) for f in files]}: "

@@ -121,3 +121,11 @@ def test_keep_only_narrows_what_is_audited(made, tmp_path):
     assert all(k.startswith("unet/") for k in opened.tensor_index()) and opened.sha256() != sha
     with pytest.raises(CheckpointError, match="not among its weight files"):
         opened.keep_only([tmp_path / "elsewhere.safetensors"], reason="x")
+    # Weight files as symlinks into the folder (a hub-cache-like layout) narrow the same way.
+    weights = ckpt / "unet_ema" / "diffusion_pytorch_model.fp16.safetensors"
+    (ckpt / "blobs").mkdir()
+    weights.rename(ckpt / "blobs" / "0123abcd")
+    weights.symlink_to(Path("..") / "blobs" / "0123abcd")
+    linked = open_checkpoint(ckpt)
+    linked.keep_only([weights], reason="ema")
+    assert [linked.rel(f) for f in linked.files] == ["unet_ema/diffusion_pytorch_model.fp16.safetensors"]
