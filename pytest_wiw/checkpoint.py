@@ -32,6 +32,13 @@ SAFETENSORS_DTYPES = {
 # sample of tensors catches a wrapper that loads the wrong weights just as well.
 MAX_FINGERPRINT_TENSORS = 48
 CARD_NAME = "README.md"
+# accelerate's Accelerator.save_state(output_dir/checkpoint-<step>) writes the training state beside the
+# models: optimizer, LR scheduler, sampler and grad-scaler states and each process's RNG states, as
+# pickles (WIW's SVD-dagger training leaves them beside unet/). No model loads them, so in such a folder
+# they are listed as not opened instead of refusing the folder; model weights in pickles are still refused.
+ACCELERATE_FOLDER_RE = re.compile(r"^checkpoint-\d+$")
+TRAINING_STATE_RE = re.compile(r"^(optimizer|scheduler|sampler|scaler|random_states|custom_checkpoint)(_\d+)?"
+                               r"\.(bin|pkl|pt)$")
 _HASH_CHUNK = 8 * 1024 * 1024
 # A Hugging Face hub cache keeps one folder per repository, ``models--<org>--<name>``, holding
 # ``blobs/<sha256>`` (the file contents), ``snapshots/<revision>/...`` (the repository's tree, every file a
@@ -119,6 +126,9 @@ class Checkpoint:
     variant: str | None = None
     #: What was chosen while opening it (which epoch of a DiffSynth folder, which paths of a list).
     notes: list[str] = field(default_factory=list)
+    #: Files in the folder that are never opened, each with the reason (accelerate's training state, weights
+    #: the wrapper does not load).
+    not_opened: tuple[str, ...] = ()
     _sha256: str | None = None
 
     @property
@@ -133,6 +143,20 @@ class Checkpoint:
             raise CheckpointError(f"{self.path}: holds {len(self.files)} weight files "
                                   f"({', '.join(self.rel(f) for f in self.files)}), where one is expected")
         return self.files[0]
+
+    def keep_only(self, files, *, reason: str) -> None:
+        """Narrow the checkpoint to the weight ``files`` the wrapper loads (a training folder holding a
+        model and its EMA copy, or full and fp16 variants): the rest are listed as not opened, and the
+        worker audits and fingerprints what remains. Called by a wrapper inside its ``__init__``."""
+        keep = [Path(f).absolute() for f in files]  # not resolve(): a weight file may be a symlink (hub cache)
+        unknown = [f for f in keep if f not in self.files]
+        if unknown or not keep:
+            raise CheckpointError(f"{self.path}: cannot narrow the checkpoint to {[str(f) for f in files]}: "
+                                  "not among its weight files")
+        dropped = [f"{self.rel(f)} ({reason})" for f in self.files if f not in keep]
+        self.files = tuple(f for f in self.files if f in keep)
+        self.not_opened = self.not_opened + tuple(dropped)
+        self._sha256 = None
 
     def size_bytes(self) -> int:
         return sum(f.stat().st_size for f in self.files)
@@ -175,6 +199,8 @@ class Checkpoint:
             out["variant"] = self.variant
         if self.hub is not None:
             out["hub_snapshot"] = self.hub.describe()
+        if self.not_opened:
+            out["not_opened"] = list(self.not_opened)
         return out
 
 
@@ -218,7 +244,7 @@ def open_checkpoint(path: str | Path, variant: str | None = None, *, epoch: str 
     hub = hub_snapshot_of(path)
     if path.is_file():
         return _open_file(path, hub)
-    weights = _weight_files(path, hub)
+    weights, not_opened = _weight_files(path, hub)
     if not weights:
         raise CheckpointError(f"{path}: the folder holds no .safetensors weights "
                               "(an empty or incomplete download?)")
@@ -234,7 +260,8 @@ def open_checkpoint(path: str | Path, variant: str | None = None, *, epoch: str 
     chosen = None
     if fmt in _VARIANT_FORMATS:
         weights, chosen = _pick_variant(path, weights, variant)
-    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub, variant=chosen, notes=notes)
+    return Checkpoint(path=path, format=fmt, files=tuple(weights), card=card, hub=hub, variant=chosen,
+                      notes=notes, not_opened=tuple(not_opened))
 
 
 def _loose_format(path: Path, weights: list[Path]) -> str:
@@ -327,18 +354,27 @@ def _open_file(path: Path, hub: HubSnapshot | None) -> Checkpoint:
     return Checkpoint(path=path, format=fmt, files=(path,), card=read_card(path.parent), hub=hub)
 
 
-def _weight_files(folder: Path, hub: HubSnapshot | None) -> list[Path]:
-    files = []
+def is_training_state(file: Path, folder: Path) -> bool:
+    """True for accelerate's training-state files directly inside a ``checkpoint-<step>`` folder."""
+    return (ACCELERATE_FOLDER_RE.match(folder.name) is not None and file.parent == folder
+            and TRAINING_STATE_RE.match(file.name) is not None)
+
+
+def _weight_files(folder: Path, hub: HubSnapshot | None) -> tuple[list[Path], list[str]]:
+    """The folder's .safetensors files, and the training-state files of an accelerate folder (never opened)."""
+    files, not_opened = [], []
     for f in sorted(folder.rglob("*")):
         _check_link(f, folder, hub)
         if not f.is_file():
             continue
         if f.suffix == ".safetensors":
             files.append(f)
+        elif is_training_state(f, folder):
+            not_opened.append(f"{f.name} (accelerate training state: never opened)")
         elif f.name.endswith(PICKLE_SUFFIXES):
             raise CheckpointError(f"{f}: pickle weights are refused (loading one can run code): convert "
                                   f"them to .safetensors, or give {ALLOW_PICKLE_HINT}.{training_pickle_hint(f)}")
-    return files
+    return files, not_opened
 
 
 def _check_link(f: Path, folder: Path, hub: HubSnapshot | None) -> None:

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .checkpoint import PICKLE_SUFFIXES
+from .checkpoint import PICKLE_SUFFIXES, is_training_state
 from .errors import CheckpointError
 from .pickle_peek import training_pickle_hint
 
@@ -27,7 +27,8 @@ def pickle_files(path: Path) -> list[Path]:
     """The pickle weight files of a checkpoint path (the file itself, or inside the folder)."""
     if path.is_file():
         return [path] if path.name.endswith(PICKLE_SUFFIXES) else []
-    return sorted(f for f in path.rglob("*") if f.is_file() and f.name.endswith(PICKLE_SUFFIXES))
+    return sorted(f for f in path.rglob("*") if f.is_file() and f.name.endswith(PICKLE_SUFFIXES)
+                  and not is_training_state(f, path))  # accelerate's optimizer/RNG state: never loaded
 
 
 def convert_pickles(path: str | Path, cache: Path) -> str:

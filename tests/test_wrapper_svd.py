@@ -50,8 +50,8 @@ def batch_out(wm):
 def test_card_and_sizes(tiny_dir, wm):
     assert (tiny_dir / "model_index.json").is_file()
     g = wm.generation
-    assert (g.height, g.width, g.num_frames, g.num_output_frames, g.steps) == (32, 32, 4, 4, 2)
-    assert type(wm).version == "1"
+    assert (g.height, g.width, g.num_frames, g.num_output_frames, g.steps) == (32, 32, 14, 4, 2)
+    assert type(wm).version == "2"
 
 
 def test_output_dtype_and_shape(batch_out, wm):

@@ -1,107 +1,153 @@
-"""igen: WIW's SVD-dagger, an action-conditioned Stable Video Diffusion: wm_type ``igen``.
+"""igen: WIW's SVD-dagger (``FTsvd/``), an action-conditioned Stable Video Diffusion: wm_type ``igen``.
 
-The model is SVD whose UNet takes one action vector per frame. ``ActionUNetSpatioTemporalConditionModel``
-is diffusers' ``UNetSpatioTemporalConditionModel`` plus an action embedder: each frame's action vector
-(``action_input_channel`` wide) goes through a Linear to 256 and a diffusers ``TimestepEmbedding``
-(256 -> the time-embedding width), and is added to that frame's time embedding, next to SVD's own
-micro-conditioning (fps, motion bucket, noise augmentation): WIW's ``micro_cond`` action strategy.
+The architecture (WIW's ``micro_cond`` action strategy), re-implemented here from WIW's description:
+SVD's ``UNetSpatioTemporalConditionModel`` plus three modules,
 
-Checkpoint: the fine-tuned action UNet alone, a component folder (``unet/`` holding config.json and
-diffusion_pytorch_model.safetensors, or that folder itself), on top of its ``svd`` base, a diffusers
-``StableVideoDiffusionPipeline`` folder. The VAE, image encoder, feature extractor and scheduler are the
-base pipeline's, shared; ``zero_shot()`` runs the base pipeline's own UNet (no actions), no reload.
+* ``add_action_proj``: one action vector per frame (``action_input_channel`` wide) expanded to cos and
+  sin features at ``ACTION_FREQUENCIES`` (12 per channel, grouped by channel) and projected to 256 by
+  ``add_action_proj.proj`` (a Linear, weight ``[256, 12 x channels]``);
+* ``add_embedding_action``: a ``TimestepEmbedding(256, time_embed_dim)`` on those features;
+* ``add_embedding_noise``: a ``TimestepEmbedding`` on the sinusoidal embedding of the noise-augmentation
+  level (the last of SVD's ``added_time_ids``).
 
-Actions, per batch item, become a (T, action_input_channel) tensor, T = the generation's ``num_frames``:
+Each frame's embedding is time + action + noise augmentation; SVD's ``add_embedding`` (fps, motion
+bucket, noise level together) is in the weights but not used, so fps and motion bucket do not reach the
+fine-tuned UNet (they do reach the zero-shot SVD).
 
-* navigation (``action_input_channel`` 14): WIW's row-opening stop (a leading 4) is dropped; each
-  remaining id i in 0..4 is a one-hot vector with a 1 in channel i (channels 5..13 stay 0). The L ids
-  are resampled onto the T frames by area: frame t covers the span [t*L/T, (t+1)*L/T) of the id
-  sequence and averages the one-hots it overlaps, weighted by the overlap. So when L divides T each id
-  is held for T/L frames (a plain repeat), and when L > T no id is lost (a frame blends the ids in its
-  span). An id list that is empty after the dropped stop gives all-zero vectors.
-* manipulation (``action_input_channel`` 10): real WIW feeds continuous arm deltas per frame, which
-  GenerationRequest does not carry (it carries the instruction only). Until it does, the instruction is
-  hashed into a fixed 10-wide vector, the same for every frame: each lower-cased word adds +-1 to one
-  channel (both from the word's sha256), and the sum is scaled to unit length. Deterministic across
-  processes (no Python ``hash``), different for different instructions.
+Checkpoint (what WIW's training leaves, see docs/igen.md): an accelerate ``checkpoint-N/`` folder with
+``unet/`` (config.json WITHOUT the action kwargs, weights as ``diffusion_pytorch_model.safetensors`` or
+only the fp16 variant), training-state pickles beside it (never opened) and optionally ``unet_ema/``
+(not used unless ``--wm-opt unet=ema``); or a bare ``unet/`` folder. ``action_input_channel`` comes
+from the shape of ``add_action_proj.proj.weight``, the task from it (14: navigation, 10:
+manipulation, else ``--wm-opt task_type=``). The base is an SVD img2vid pipeline folder.
 
-A checkpoint's UNet serves the task its ``action_input_channel`` encodes; a request for the other task is
-rejected with a RequestError naming ``task_type``.
+Actions, as WIW's worker and clients build them (``utils/svd_utils.py``, ``solver_base.py``,
+``action_igenex_planner.py``):
 
-With classifier-free guidance (``guidance_scale`` > 1) the pipeline runs the UNet on the unconditional
-and conditional halves at once; like SVD's micro-conditioning (``added_time_ids``) the actions are not
-dropped for the unconditional half: both halves get the item's actions (the WIW worker passes
-micro_cond actions once per item and leaves the doubling to the pipeline).
+* navigation: a row of ``action_input_channel`` ids (14): the stop id, the motions, then forward ids up
+  to the row's length (WIW's planner pads with forward). Frame i gets the row's first i+1 ids, zeros
+  after (``added_action_ids`` is ``(B, 14, 14)``, lower-triangular). The initial latent noise of frame i
+  is frame i-1's rolled by a sixteenth of the latent width (22.5 degrees of a panorama) when id i
+  turns (2 left: +, 3 right: -), else freshly drawn.
+* manipulation: 14 end-effector poses ``[x, y, z, qx, qy, qz, qw, gripper_open]`` per item (WIW's
+  planner subsamples its plan to 14), each normalised to 10 values: xyz in WIW's scene bounds, the first
+  two columns of the rotation matrix and the gripper, mapped onto +-2pi (xyz) and +-pi (the rest).
+  GenerationRequest carries poses in ``extra["poses"]`` (one list of [8 floats] per item); an
+  instruction alone is refused: WIW has no instruction-to-action encoding for igen.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import re
+import math
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-from diffusers import UNetSpatioTemporalConditionModel
-from diffusers.configuration_utils import register_to_config
+from diffusers import StableVideoDiffusionPipeline, UNetSpatioTemporalConditionModel
 from diffusers.models.embeddings import TimestepEmbedding
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
-from pytest_wiw.api import CheckpointError, GenerationRequest, RequestError
-from pytest_wiw.request import STOP_ID
+from pytest_wiw.api import CheckpointError, GenerationRequest, RequestError, SpecError, read_card
 
 from . import svd
-from .component_swap import ComponentSwapModel, FineTunedComponent, load_component_swap
+from .component_swap import (
+    ComponentSwap,
+    ComponentSwapModel,
+    FineTunedComponent,
+    check_fits_base,
+    require_base_pipeline,
+)
 from .diffusers_setup import write_tiny_card
 
-# Action vector widths WIW's igen checkpoints take, per task.
+# -- WIW's numbers ---------------------------------------------------------------------------------
+#: Action vector widths WIW's igen checkpoints take, per task (``--action_input_channel``).
 NAVIGATION_CHANNELS = 14
 MANIPULATION_CHANNELS = 10
-TASK_CHANNELS = {"navigation": NAVIGATION_CHANNELS, "manipulation": MANIPULATION_CHANNELS}
-# Width of the action projection in front of the TimestepEmbedding (WIW's embedder).
-ACTION_PROJ_DIM = 256
-# UNet config fields that must agree between the action UNet and the base pipeline's UNet.
-_ARCH_FIELDS = ("in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels",
-                "addition_time_embed_dim", "projection_class_embeddings_input_dim", "layers_per_block",
-                "cross_attention_dim", "transformer_layers_per_block", "num_attention_heads")
-# How make_tiny perturbs the copied base UNet: noise of this many times each tensor's own std (plus a floor).
+TASK_OF_CHANNELS = {NAVIGATION_CHANNELS: "navigation", MANIPULATION_CHANNELS: "manipulation"}
+TASKS = ("navigation", "manipulation")
+#: ActionEmbedder_'s cos/sin multipliers: 12 features per action channel.
+ACTION_FREQUENCIES = (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)
+FEATURES_PER_CHANNEL = 2 * len(ACTION_FREQUENCIES)
+#: ActionEmbedder_'s output width, the input width of add_embedding_action.
+ACTION_EMBED_DIM = 256
+#: The modules SVD-dagger adds to SVD's UNet (WIW's names: its checkpoints' keys start with them).
+ACTION_MODULES = ("add_action_proj", "add_embedding_action", "add_embedding_noise")
+ACTION_PROJ_KEY = "add_action_proj.proj.weight"
+#: WIW's navigation ids (downstream/api_models IGENEX_ACTION_IDS).
+STOP, FORWARD, TURN_LEFT, TURN_RIGHT = 4, 1, 2, 3
+#: A turn of 22.5 degrees rolls the panorama-like latent noise by 1/16 of its width.
+TURN_ROLL_DIVISOR = 16
+#: Manipulation: WIW's workspace (SCENE_BOUNDS: x, y, z minima then maxima, metres) and value ranges.
+SCENE_MIN = np.array([-0.3, -0.5, 0.6])
+SCENE_MAX = np.array([0.7, 0.5, 1.6])
+POSE_WIDTH = 8  # x, y, z, qx, qy, qz, qw, gripper_open
+XYZ_RANGE = 2 * math.pi  # xyz onto [-2pi, 2pi]
+ROT_GRIP_RANGE = math.pi  # rotation columns and gripper onto [-pi, pi]
+#: Weight files of a UNet folder, in WIW's order: full precision first, then the fp16 variant.
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors")
+#: The UNet folders of an accelerate checkpoint-N folder: the trained one, and its EMA copy.
+UNET_FOLDERS = {"unet": "unet", "ema": "unet_ema"}
+#: Options ``--wm-opt KEY=VALUE`` read here (svd's fps, motion_bucket_id, ... are read by svd.parse_options).
+OPT_TASK, OPT_UNET = "task_type", "unet"
+#: UNet config fields that must agree between the fine-tuned UNet and the base pipeline's.
+ARCH_FIELDS = ("in_channels", "out_channels", "down_block_types", "up_block_types", "block_out_channels",
+               "addition_time_embed_dim", "projection_class_embeddings_input_dim", "layers_per_block",
+               "cross_attention_dim", "transformer_layers_per_block", "num_attention_heads")
+#: make_tiny: noise on the copied base UNet, in units of each tensor's std (plus a floor).
 TINY_PERTURB_SCALE = 0.1
 TINY_PERTURB_FLOOR = 0.01
+#: make_tiny: the accelerate step the tiny checkpoint folder is named after, and its training-state files.
+TINY_STEP = 6000
+TINY_TRAINING_STATE = ("optimizer.bin", "scheduler.bin", "random_states_0.pkl", "scaler.pt")
 
 
-# -- the model ----------------------------------------------------------------------------------------
+# -- the model -------------------------------------------------------------------------------------
+class ActionFeatureProjection(nn.Module):
+    """WIW's ``ActionEmbedder_``: (B, T, C) actions -> cos/sin features (12 per channel) -> Linear to 256."""
 
-class ActionUNetSpatioTemporalConditionModel(UNetSpatioTemporalConditionModel):
-    """SVD's spatio-temporal UNet with a per-frame action embedder added to the time embedding.
+    def __init__(self, input_channel: int, embed_dim: int = ACTION_EMBED_DIM):
+        super().__init__()
+        self.input_channel = input_channel
+        self.proj = nn.Linear(input_channel * FEATURES_PER_CHANNEL, embed_dim)
 
-    ``forward`` takes ``actions`` (B, T, action_input_channel) besides SVD's inputs. A pipeline that
-    does not know about actions (diffusers' StableVideoDiffusionPipeline) reaches them through
-    ``bind_actions``: the actions bound for the duration of one pipeline call, cleared after it.
+    def forward(self, actions: torch.Tensor) -> torch.Tensor:
+        b, t, c = actions.shape
+        if c != self.input_channel:
+            raise ValueError(f"actions must be (batch, frames, {self.input_channel}), got {tuple(actions.shape)}")
+        waves = []
+        for f in ACTION_FREQUENCIES:
+            waves += [torch.cos(actions * f), torch.sin(actions * f)]
+        # (B, T, C, 12) flattened channel-major: channel c's 12 features side by side.
+        features = torch.stack(waves, dim=-1).reshape(b, t, c * FEATURES_PER_CHANNEL)
+        return self.proj(features.to(self.proj.weight.dtype))
+
+
+class SVDaggerUNet(UNetSpatioTemporalConditionModel):
+    """SVD's UNet with WIW's micro_cond action conditioning; its state dict is WIW's.
+
+    ``action_input_channel`` is a constructor argument, not a config field (WIW's config.json lacks it).
+    ``forward`` takes ``added_action_ids`` (B, T, C); a pipeline that does not know about actions
+    (diffusers' StableVideoDiffusionPipeline) reaches them through ``bind_actions``.
     """
 
-    @register_to_config
     def __init__(
         self,
         sample_size: int | None = None,
         in_channels: int = 8,
         out_channels: int = 4,
         down_block_types: tuple[str, ...] = (
-            "CrossAttnDownBlockSpatioTemporal",
-            "CrossAttnDownBlockSpatioTemporal",
-            "CrossAttnDownBlockSpatioTemporal",
-            "DownBlockSpatioTemporal",
-        ),
+            "CrossAttnDownBlockSpatioTemporal", "CrossAttnDownBlockSpatioTemporal",
+            "CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
         up_block_types: tuple[str, ...] = (
-            "UpBlockSpatioTemporal",
-            "CrossAttnUpBlockSpatioTemporal",
-            "CrossAttnUpBlockSpatioTemporal",
-            "CrossAttnUpBlockSpatioTemporal",
-        ),
+            "UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal",
+            "CrossAttnUpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
         block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280),
         addition_time_embed_dim: int = 256,
         projection_class_embeddings_input_dim: int = 768,
@@ -119,16 +165,19 @@ class ActionUNetSpatioTemporalConditionModel(UNetSpatioTemporalConditionModel):
             projection_class_embeddings_input_dim=projection_class_embeddings_input_dim,
             layers_per_block=layers_per_block, cross_attention_dim=cross_attention_dim,
             transformer_layers_per_block=transformer_layers_per_block, num_attention_heads=num_attention_heads,
-            num_frames=num_frames,
-        )
+            num_frames=num_frames)
         time_embed_dim = block_out_channels[0] * 4
-        self.action_proj = nn.Linear(action_input_channel, ACTION_PROJ_DIM)
-        self.action_embedding = TimestepEmbedding(ACTION_PROJ_DIM, time_embed_dim)
+        self.action_input_channel = action_input_channel
+        self.add_action_proj = ActionFeatureProjection(action_input_channel)
+        self.add_embedding_action = TimestepEmbedding(ACTION_EMBED_DIM, time_embed_dim)
+        # WIW writes TimestepEmbedding(256, ...): the width of add_time_proj's output, SVD's
+        # addition_time_embed_dim (256 in every released SVD). Taken from the config, so tiny configs work.
+        self.add_embedding_noise = TimestepEmbedding(addition_time_embed_dim, time_embed_dim)
         self._bound_actions: torch.Tensor | None = None
 
     @contextlib.contextmanager
     def bind_actions(self, actions: torch.Tensor) -> Iterator[None]:
-        """Within this context, a forward call without ``actions`` uses these (B, T, C) actions."""
+        """Within this context, a forward call without ``added_action_ids`` uses these (B, T, C) actions."""
         if self._bound_actions is not None:
             raise RuntimeError("actions are bound already: bind_actions() does not nest")
         self._bound_actions = actions
@@ -137,24 +186,25 @@ class ActionUNetSpatioTemporalConditionModel(UNetSpatioTemporalConditionModel):
         finally:
             self._bound_actions = None
 
-    def embed_actions(self, actions: torch.Tensor, batch_size: int, num_frames: int,
-                      dtype: torch.dtype) -> torch.Tensor:
-        """(B, T, C) actions -> (B*T, time_embed_dim), batch-major like the flattened sample.
+    def frame_embedding(self, timesteps: torch.Tensor, added_time_ids: torch.Tensor, actions: torch.Tensor,
+                        batch_size: int, num_frames: int, dtype: torch.dtype) -> torch.Tensor:
+        """(B*T, time_embed_dim), batch-major: time + action + noise-augmentation embedding per frame.
 
-        A batch of twice the actions' (classifier-free guidance: unconditional and conditional
-        halves) gets the actions in both halves.
+        A sample batch of twice the actions' (classifier-free guidance: unconditional then conditional
+        half) gets each item's actions in both halves, as WIW's forward does at inference.
         """
-        width = self.config.action_input_channel
-        if actions.ndim != 3 or actions.shape[-1] != width:
-            raise ValueError(f"actions must be (batch, frames, {width}), got {tuple(actions.shape)}")
-        if actions.shape[1] != num_frames:
-            raise ValueError(f"actions cover {actions.shape[1]} frames, the sample has {num_frames}")
+        if actions.ndim != 3 or actions.shape[1] != num_frames:
+            raise ValueError(f"added_action_ids must be (batch, {num_frames} frames, "
+                             f"{self.action_input_channel}), got {tuple(actions.shape)}")
         if actions.shape[0] != batch_size:
-            if batch_size % actions.shape[0]:
+            if batch_size != 2 * actions.shape[0]:
                 raise ValueError(f"actions for {actions.shape[0]} items, the sample has a batch of {batch_size}")
-            actions = actions.repeat(batch_size // actions.shape[0], 1, 1)
-        actions = actions.to(device=self.action_proj.weight.device, dtype=dtype).flatten(0, 1)
-        return self.action_embedding(self.action_proj(actions))
+            actions = torch.cat([actions, actions])
+        time_emb = self.time_embedding(self.time_proj(timesteps).to(dtype=dtype))
+        action_emb = self.add_embedding_action(self.add_action_proj(actions.to(device=time_emb.device)))
+        noise_emb = self.add_embedding_noise(self.add_time_proj(added_time_ids[:, -1].flatten()).to(dtype))
+        emb = time_emb.repeat_interleave(num_frames, dim=0) + action_emb.flatten(0, 1).to(dtype)
+        return emb + noise_emb.repeat_interleave(num_frames, dim=0).to(dtype)
 
     def forward(
         self,
@@ -162,251 +212,391 @@ class ActionUNetSpatioTemporalConditionModel(UNetSpatioTemporalConditionModel):
         timestep: torch.Tensor | float | int,
         encoder_hidden_states: torch.Tensor,
         added_time_ids: torch.Tensor,
-        actions: torch.Tensor | None = None,
         return_dict: bool = True,
+        added_action_ids: torch.Tensor | None = None,
     ) -> UNetSpatioTemporalConditionOutput | tuple:
-        """diffusers' UNetSpatioTemporalConditionModel.forward (0.42) plus ``actions`` (B, T, C).
-
-        Identical to the parent but for one line: each frame's action embedding is added to its
-        (repeated) time embedding before the blocks see it.
-        """
+        """diffusers' UNetSpatioTemporalConditionModel.forward (0.42) with WIW's per-frame embedding."""
+        actions = added_action_ids if added_action_ids is not None else self._bound_actions
         if actions is None:
-            actions = self._bound_actions
-        if actions is None:
-            raise ValueError(f"{type(self).__name__} needs actions (batch, frames, "
-                             f"{self.config.action_input_channel}): pass actions= or call it inside bind_actions()")
-
-        default_overall_up_factor = 2**self.num_upsamplers
-        forward_upsample_size = False
+            raise ValueError(f"{type(self).__name__} needs added_action_ids (batch, frames, "
+                             f"{self.action_input_channel}): pass them or call it inside bind_actions()")
+        up_factor = 2**self.num_upsamplers
+        forward_upsample_size = any(s % up_factor != 0 for s in sample.shape[-2:])
         upsample_size = None
-        if any(s % default_overall_up_factor != 0 for s in sample.shape[-2:]):
-            forward_upsample_size = True
 
-        # 1. time
         timesteps = timestep
         if not torch.is_tensor(timesteps):
             dtype = maybe_adjust_dtype_for_device(
-                torch.float64 if isinstance(timestep, float) else torch.int64, sample.device
-            )
+                torch.float64 if isinstance(timestep, float) else torch.int64, sample.device)
             timesteps = torch.tensor([timesteps], dtype=dtype, device=sample.device)
         elif len(timesteps.shape) == 0:
             timesteps = timesteps[None].to(sample.device)
-
         batch_size, num_frames = sample.shape[:2]
         timesteps = timesteps.expand(batch_size)
+        emb = self.frame_embedding(timesteps, added_time_ids, actions, batch_size, num_frames, sample.dtype)
 
-        t_emb = self.time_proj(timesteps)
-        t_emb = t_emb.to(dtype=sample.dtype)
-        emb = self.time_embedding(t_emb)
-
-        time_embeds = self.add_time_proj(added_time_ids.flatten())
-        time_embeds = time_embeds.reshape((batch_size, -1))
-        time_embeds = time_embeds.to(emb.dtype)
-        aug_emb = self.add_embedding(time_embeds)
-        emb = emb + aug_emb
-
-        sample = sample.flatten(0, 1)
-        emb = emb.repeat_interleave(num_frames, dim=0, output_size=emb.shape[0] * num_frames)
-        # The action conditioning: one embedding per frame, added to that frame's time embedding.
-        emb = emb + self.embed_actions(actions, batch_size, num_frames, emb.dtype)
-        encoder_hidden_states = encoder_hidden_states.repeat_interleave(
-            num_frames, dim=0, output_size=encoder_hidden_states.shape[0] * num_frames
-        )
-
-        # 2. pre-process
-        sample = self.conv_in(sample)
-        image_only_indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
-
-        down_block_res_samples = (sample,)
-        for downsample_block in self.down_blocks:
-            if hasattr(downsample_block, "has_cross_attention") and downsample_block.has_cross_attention:
-                sample, res_samples = downsample_block(
-                    hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states,
-                    image_only_indicator=image_only_indicator,
-                )
+        sample = self.conv_in(sample.flatten(0, 1))
+        encoder_hidden_states = encoder_hidden_states.repeat_interleave(num_frames, dim=0)
+        indicator = torch.zeros(batch_size, num_frames, dtype=sample.dtype, device=sample.device)
+        residuals = (sample,)
+        for block in self.down_blocks:
+            if getattr(block, "has_cross_attention", False):
+                sample, res = block(hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states,
+                                    image_only_indicator=indicator)
             else:
-                sample, res_samples = downsample_block(
-                    hidden_states=sample, temb=emb, image_only_indicator=image_only_indicator,
-                )
-            down_block_res_samples += res_samples
-
-        # 4. mid
-        sample = self.mid_block(
-            hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states,
-            image_only_indicator=image_only_indicator,
-        )
-
-        # 5. up
-        for i, upsample_block in enumerate(self.up_blocks):
-            is_final_block = i == len(self.up_blocks) - 1
-            res_samples = down_block_res_samples[-len(upsample_block.resnets):]
-            down_block_res_samples = down_block_res_samples[: -len(upsample_block.resnets)]
-            if not is_final_block and forward_upsample_size:
-                upsample_size = down_block_res_samples[-1].shape[2:]
-            if hasattr(upsample_block, "has_cross_attention") and upsample_block.has_cross_attention:
-                sample = upsample_block(
-                    hidden_states=sample, temb=emb, res_hidden_states_tuple=res_samples,
-                    encoder_hidden_states=encoder_hidden_states, upsample_size=upsample_size,
-                    image_only_indicator=image_only_indicator,
-                )
+                sample, res = block(hidden_states=sample, temb=emb, image_only_indicator=indicator)
+            residuals += res
+        sample = self.mid_block(hidden_states=sample, temb=emb, encoder_hidden_states=encoder_hidden_states,
+                                image_only_indicator=indicator)
+        for i, block in enumerate(self.up_blocks):
+            res, residuals = residuals[-len(block.resnets):], residuals[: -len(block.resnets)]
+            if i < len(self.up_blocks) - 1 and forward_upsample_size:
+                upsample_size = residuals[-1].shape[2:]
+            if getattr(block, "has_cross_attention", False):
+                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res,
+                               encoder_hidden_states=encoder_hidden_states, upsample_size=upsample_size,
+                               image_only_indicator=indicator)
             else:
-                sample = upsample_block(
-                    hidden_states=sample, temb=emb, res_hidden_states_tuple=res_samples,
-                    upsample_size=upsample_size, image_only_indicator=image_only_indicator,
-                )
-
-        # 6. post-process
-        sample = self.conv_norm_out(sample)
-        sample = self.conv_act(sample)
-        sample = self.conv_out(sample)
-
-        # 7. Reshape back to original shape
+                sample = block(hidden_states=sample, temb=emb, res_hidden_states_tuple=res,
+                               upsample_size=upsample_size, image_only_indicator=indicator)
+        sample = self.conv_out(self.conv_act(self.conv_norm_out(sample)))
         sample = sample.reshape(batch_size, num_frames, *sample.shape[1:])
-        if not return_dict:
-            return (sample,)
-        return UNetSpatioTemporalConditionOutput(sample=sample)
+        return UNetSpatioTemporalConditionOutput(sample=sample) if return_dict else (sample,)
 
 
-# -- action encoding ---------------------------------------------------------------------------------
+class SVDaggerPipeline(StableVideoDiffusionPipeline):
+    """diffusers' SVD pipeline whose initial latent noise follows the bound navigation turns, as WIW's does."""
 
-def navigation_actions(ids: Sequence[int], num_frames: int, channels: int = NAVIGATION_CHANNELS) -> np.ndarray:
-    """WIW navigation ids -> float32 (num_frames, channels): one-hot ids resampled onto the frames by area."""
-    ids = [int(i) for i in ids]
-    if ids and ids[0] == STOP_ID:
-        ids = ids[1:]
-    out = np.zeros((num_frames, channels), dtype=np.float32)
-    n = len(ids)
-    if n == 0:
-        return out
-    if max(ids) >= channels:
-        raise ValueError(f"navigation id {max(ids)} does not fit a {channels}-wide action vector")
-    # In units of 1/(n*T) of the sequence: frame t spans [t*n, (t+1)*n), id j spans [j*T, (j+1)*T).
-    for t in range(num_frames):
-        lo, hi = t * n, (t + 1) * n
-        for j in range(lo // num_frames, min(n, -(-hi // num_frames))):
-            overlap = min(hi, (j + 1) * num_frames) - max(lo, j * num_frames)
-            if overlap > 0:
-                out[t, ids[j]] += overlap / n
-    return out
+    _turn_ids: Sequence[int] | None = None
+
+    @contextlib.contextmanager
+    def bind_turns(self, row: Sequence[int] | None) -> Iterator[None]:
+        """Within this context (one single-item call), frame i's noise is frame i-1's rolled when row[i] turns."""
+        self._turn_ids = row
+        try:
+            yield
+        finally:
+            self._turn_ids = None
+
+    def prepare_latents(self, *args, **kwargs):
+        latents = super().prepare_latents(*args, **kwargs)
+        if self._turn_ids is not None:
+            latents = roll_noise_for_turns(latents, self._turn_ids)
+        return latents
 
 
-def manipulation_actions(instruction: str, num_frames: int, channels: int = MANIPULATION_CHANNELS) -> np.ndarray:
-    """An instruction -> float32 (num_frames, channels): a unit-length hash of its words, every frame alike."""
-    vec = np.zeros(channels, dtype=np.float64)
-    for word in re.findall(r"\w+", instruction.lower()):
-        digest = hashlib.sha256(word.encode("utf-8")).digest()
-        vec[int.from_bytes(digest[:4], "little") % channels] += 1.0 if digest[4] & 1 else -1.0
-    norm = np.linalg.norm(vec)
-    if norm > 0:
-        vec /= norm
-    return np.repeat(vec.astype(np.float32)[None], num_frames, axis=0)
+def roll_noise_for_turns(noise: torch.Tensor, row: Sequence[int]) -> torch.Tensor:
+    """(1, T, C, H, W) noise: frame i becomes frame i-1 rolled by W/16 (+ left, - right) where row[i] turns.
+
+    Frames are processed in order, so a run of turns keeps rolling the same draw (WIW's sample_latent_noise).
+    """
+    width = noise.shape[-1]
+    if width % TURN_ROLL_DIVISOR:
+        raise ValueError(f"latent width {width} is not divisible by {TURN_ROLL_DIVISOR}: a 22.5-degree turn "
+                         "rolls the noise by a sixteenth of it")
+    shift = {TURN_LEFT: width // TURN_ROLL_DIVISOR, TURN_RIGHT: -(width // TURN_ROLL_DIVISOR)}
+    noise = noise.clone()
+    for i in range(1, min(len(row), noise.shape[1])):
+        if row[i] in shift:
+            noise[:, i] = torch.roll(noise[:, i - 1], shifts=shift[row[i]], dims=-1)
+    return noise
 
 
-def encode_actions(task_type: str, action, num_frames: int, channels: int) -> np.ndarray:
-    """One batch item's action (id list or instruction) as float32 (num_frames, channels)."""
-    if task_type == "navigation":
-        return navigation_actions(action, num_frames, channels)
-    if task_type == "manipulation":
-        return manipulation_actions(action, num_frames, channels)
-    raise ValueError(f"igen encodes navigation and manipulation actions, not {task_type!r}")
+# -- action encoding -------------------------------------------------------------------------------
+def navigation_row(ids: Sequence[int], channels: int = NAVIGATION_CHANNELS) -> list[int]:
+    """A request's ids as WIW's row: the stop, the motions (a leading stop dropped), forward up to ``channels``."""
+    motions = [int(i) for i in ids]
+    if motions and motions[0] == STOP:
+        motions = motions[1:]
+    if len(motions) > channels - 1:
+        raise ValueError(f"{len(motions)} motions after the stop; a WIW igen row holds {channels - 1} "
+                         f"(action_input_channel {channels} ids, the stop first)")
+    return [STOP] + motions + [FORWARD] * (channels - 1 - len(motions))
 
 
-# -- the wrapper -------------------------------------------------------------------------------------
+def navigation_actions(ids: Sequence[int], channels: int = NAVIGATION_CHANNELS) -> np.ndarray:
+    """WIW's ``added_action_ids`` for one item: float32 (channels, channels), row i = the first i+1 ids."""
+    row = np.array(navigation_row(ids, channels), dtype=np.float32)
+    return np.tril(np.broadcast_to(row, (channels, channels)))
 
-def _load_action_unet(folder: Path, dtype: torch.dtype) -> ActionUNetSpatioTemporalConditionModel:
-    config_file = folder / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_file}: cannot read the UNet config: {exc}") from exc
-    if "action_input_channel" not in config:
-        raise CheckpointError(f"{config_file}: a {config.get('_class_name', 'UNet')} without action_input_channel: "
-                              "igen needs the fine-tuned action-conditioned UNet, not a plain SVD UNet")
-    if config["action_input_channel"] not in TASK_CHANNELS.values():
-        raise CheckpointError(f"{config_file}: action_input_channel {config['action_input_channel']!r}; igen encodes "
-                              f"navigation ({NAVIGATION_CHANNELS}) or manipulation ({MANIPULATION_CHANNELS}) actions")
-    try:
-        unet, info = ActionUNetSpatioTemporalConditionModel.from_pretrained(
-            str(folder), dtype=dtype, use_safetensors=True, local_files_only=True, output_loading_info=True)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"{folder}: cannot load an action-conditioned SVD UNet: "
-                              f"{type(exc).__name__}: {exc}") from exc
-    missing = list(info.get("missing_keys") or [])
+
+def manipulation_actions(poses: Sequence[Sequence[float]], num_frames: int) -> np.ndarray:
+    """WIW's ``added_action_ids`` for one item: end-effector poses -> float32 (num_frames, 10).
+
+    Poses are [x, y, z, qx, qy, qz, qw, gripper_open]; a plan of another length is subsampled to
+    ``num_frames`` as WIW's planner does (``np.linspace(0, n - 1, 14).astype(int)``).
+    """
+    arr = np.asarray(poses, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != POSE_WIDTH or len(arr) == 0:
+        raise ValueError(f"poses must be (steps, {POSE_WIDTH}) [x, y, z, qx, qy, qz, qw, gripper_open], "
+                         f"got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError("poses hold NaN or Inf")
+    if len(arr) != num_frames:
+        arr = arr[np.linspace(0, len(arr) - 1, num_frames).astype(int)]
+    centre = 0.5 * (SCENE_MIN + SCENE_MAX)
+    xyz01 = (np.clip(2.0 * (arr[:, :3] - centre) / (SCENE_MAX - SCENE_MIN), -1.0, 1.0) + 1.0) / 2.0
+    rot = quaternion_matrices(arr[:, 3:7])[:, :, :2].reshape(-1, 6)  # first two columns, row by row
+    rot01 = (np.clip(rot, -1.0, 1.0) + 1.0) / 2.0
+    grip01 = np.clip(arr[:, 7:8], 0.0, 1.0)
+    out = np.concatenate([xyz01 * 2 * XYZ_RANGE - XYZ_RANGE, rot01 * 2 * ROT_GRIP_RANGE - ROT_GRIP_RANGE,
+                          grip01 * 2 * ROT_GRIP_RANGE - ROT_GRIP_RANGE], axis=1)
+    return out.astype(np.float32)
+
+
+def quaternion_matrices(quats: np.ndarray) -> np.ndarray:
+    """(N, 4) quaternions (x, y, z, w; normalised here) -> (N, 3, 3) rotation matrices."""
+    norm = np.linalg.norm(quats, axis=1, keepdims=True)
+    if (norm == 0).any():
+        raise ValueError("a pose's quaternion is all zero")
+    x, y, z, w = (quats / norm).T
+    return np.stack([
+        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], axis=-1),
+        np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], axis=-1),
+        np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], axis=-1),
+    ], axis=1)
+
+
+# -- the checkpoint --------------------------------------------------------------------------------
+def unet_weight_files(folder: Path) -> list[Path]:
+    """The UNet folder's weights in WIW's order: the full-precision file, else the fp16 variant (sharded
+    index files followed too). Implemented here; diffusers_setup's variant detection may fold it later."""
+    for name in WEIGHT_NAMES:
+        single, index = folder / name, folder / (name + ".index.json")
+        if single.is_file():
+            return [single]
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (OSError, json.JSONDecodeError, KeyError, AttributeError) as exc:
+                raise CheckpointError(f"{index}: cannot read the shard index: {exc}") from exc
+            return [folder / s for s in shards]
+    raise CheckpointError(f"{folder}: no UNet weights: expected {' or '.join(WEIGHT_NAMES)}")
+
+
+def choose_unet_folder(ckpt, option: str | None) -> tuple[Path, str]:
+    """The UNet folder to load and the prefix its fingerprint keys carry; ``option`` is ``--wm-opt unet``."""
+    if option is not None and option not in UNET_FOLDERS:
+        raise SpecError(f"igen option unet={option!r}: expected one of {', '.join(UNET_FOLDERS)}")
+    if ckpt.format == "component":  # a bare unet/ (or unet_ema/) folder: config.json beside the weights
+        if option is not None:
+            raise CheckpointError(f"{ckpt.path}: --wm-opt unet={option} picks a folder inside a checkpoint-N "
+                                  "folder; this path is a UNet folder itself")
+        return ckpt.path, ""
+    if ckpt.format != "component-folder":
+        raise CheckpointError(f"{ckpt.path}: igen expects WIW's training checkpoint: a checkpoint-N folder "
+                              f"holding unet/ (or that unet/ folder); got a {ckpt.format!r} checkpoint")
+    name = UNET_FOLDERS[option or "unet"]
+    folder = ckpt.path / name
+    if not (folder / "config.json").is_file():
+        present = sorted(p.name for p in ckpt.path.iterdir() if (p / "config.json").is_file())
+        raise CheckpointError(f"{ckpt.path}: no {name}/ folder with config.json "
+                              f"(found: {', '.join(present) or 'none'})")
+    return folder, f"{name}/"
+
+
+def read_action_channels(folder: Path, files: Sequence[Path]) -> int:
+    """``action_input_channel`` from the shape of add_action_proj.proj.weight; a CheckpointError naming the
+    action modules the weights lack (a plain SVD UNet lacks all three)."""
+    names, shape = set(), None
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            names.update(fh.keys())
+            if ACTION_PROJ_KEY in fh.keys():
+                shape = fh.get_slice(ACTION_PROJ_KEY).get_shape()
+    missing = [m for m in ACTION_MODULES if not any(n.startswith(m + ".") for n in names)]
     if missing:
-        raise CheckpointError(f"{folder}: {len(missing)} UNet tensors are missing from the weights "
-                              f"(e.g. {', '.join(sorted(missing)[:3])})")
+        raise CheckpointError(f"{folder}: not an SVD-dagger UNet: the weights lack {', '.join(missing)} "
+                              "(WIW's action modules); a plain SVD UNet has no action conditioning")
+    if len(shape) != 2 or shape[1] % FEATURES_PER_CHANNEL:
+        raise CheckpointError(f"{folder}: {ACTION_PROJ_KEY} has shape {list(shape)}; WIW's is "
+                              f"[{ACTION_EMBED_DIM}, {FEATURES_PER_CHANNEL} x action_input_channel]")
+    return shape[1] // FEATURES_PER_CHANNEL
+
+
+def resolve_task(channels: int, option: str | None, where: Path) -> tuple[str, str]:
+    """The task a UNet of ``channels`` serves, and how it was decided (for the report)."""
+    inferred = TASK_OF_CHANNELS.get(channels)
+    if option is not None and option not in TASKS:
+        raise SpecError(f"igen option task_type={option!r}: expected navigation or manipulation")
+    if option is None:
+        if inferred is None:
+            raise CheckpointError(f"{where}: action_input_channel {channels} is neither navigation's "
+                                  f"{NAVIGATION_CHANNELS} nor manipulation's {MANIPULATION_CHANNELS}: give "
+                                  "--wm-opt task_type=navigation or task_type=manipulation")
+        return inferred, "inferred from it (no --wm-opt task_type given)"
+    if option == "manipulation" and channels != MANIPULATION_CHANNELS:
+        raise CheckpointError(f"{where}: task_type=manipulation needs action_input_channel "
+                              f"{MANIPULATION_CHANNELS} (WIW's pose encoding), the UNet takes {channels}")
+    if inferred is not None and inferred != option:
+        raise CheckpointError(f"{where}: --wm-opt task_type={option}, but action_input_channel {channels} "
+                              f"is a {inferred} UNet")
+    return option, f"as --wm-opt task_type={option} says"
+
+
+def load_svdagger_unet(folder: Path, files: Sequence[Path], channels: int, dtype: torch.dtype) -> SVDaggerUNet:
+    """The SVD-dagger UNet of ``folder`` (its config.json plus ``files``) with ``channels``-wide actions."""
+    try:
+        config = SVDaggerUNet.load_config(str(folder))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder / 'config.json'}: cannot read the UNet config: {exc}") from exc
+    with torch.device("meta"):
+        try:
+            unet = SVDaggerUNet.from_config(config, action_input_channel=channels)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{folder / 'config.json'}: not an SVD UNet config: {exc}") from exc
+    state = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    expected = unet.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshapen = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or unexpected or misshapen:
+        parts = [f"{len(v)} {what} (e.g. {', '.join(v[:3])})" for what, v in
+                 (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen)) if v]
+        raise CheckpointError(f"{folder}: the weights do not fit an SVD-dagger UNet of its config: "
+                              + "; ".join(parts))
+    unet.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=True, assign=True)
+    left = [n for n, t in [*unet.named_parameters(), *unet.named_buffers()] if t.is_meta]
+    if left:  # a tensor no state dict fills (a non-persistent buffer of a newer diffusers)
+        raise CheckpointError(f"{folder}: {len(left)} UNet tensors were not filled by the weights: {left[:3]}")
+    unet.eval()
     return unet
 
 
-#: The fine-tuned action UNet, swapped into its svd base pipeline; the base is loaded as wrappers.svd loads
-#: it, so that zero-shot equals svd bitwise.
-ACTION_UNET = FineTunedComponent(
-    name="unet", label="action UNet", expects="fine-tuned action UNet", arch_fields=_ARCH_FIELDS,
-    load=_load_action_unet, load_base=svd.load_pipeline, base_folder="StableVideoDiffusionPipeline")
+# -- the wrapper -----------------------------------------------------------------------------------
+def _load_unet_folder(folder: Path, dtype: torch.dtype) -> SVDaggerUNet:
+    """A UNet folder on its own (the channel count read from its weights), as FineTunedComponent loads one."""
+    files = unet_weight_files(folder)
+    return load_svdagger_unet(folder, files, read_action_channels(folder, files), dtype)
+
+
+#: The SVD-dagger UNet over its svd base (loaded as wrappers.svd loads it, so zero-shot equals svd bitwise).
+SVDAGGER_UNET = FineTunedComponent(
+    name="unet", label="SVD-dagger UNet", expects="SVD-dagger checkpoint-N folder", arch_fields=ARCH_FIELDS,
+    load=_load_unet_folder, load_base=svd.load_pipeline, base_folder="StableVideoDiffusionPipeline")
 
 
 class ActionConditionedSVD(ComponentSwapModel):
-    """igen: SVD with the fine-tuned action UNet swapped in; each item's actions reach it every step.
+    """igen: the SVD-dagger UNet swapped into its svd base; each item's actions reach it every step.
 
-    Inside ``zero_shot()`` the base SVD UNet runs (the actions do not reach it); the action UNet comes back after.
+    Inside ``zero_shot()`` the base SVD runs with the same settings and conditioning (no actions, plain
+    noise); the SVD-dagger UNet comes back after.
     """
 
-    version = "1"
+    version = "2"
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         self.settings = svd.parse_options(self.options)
         svd.check_generation(spec.name, self.generation)
-        # Shares the VAE, image encoder, feature extractor and scheduler with the base pipeline.
-        self._swap = load_component_swap(spec, ckpt, base_ckpt, ACTION_UNET, dtype=dtype, device=device)
-        self.action_channels = int(self._swap.ft_module.config.action_input_channel)
-        self.task = next(t for t, c in TASK_CHANNELS.items() if c == self.action_channels)
-        self.tasks = (self.task,)  # the suite draws requests for this checkpoint's task only
-        how = ("one-hot ids resampled onto the frames by area" if self.task == "navigation"
-               else "a hash of the instruction's words: GenerationRequest carries no arm deltas")
-        self.notes.append(f"{self.task} actions as {self.action_channels}-wide vectors per frame ({how})")
+        base_ckpt = require_base_pipeline(spec, ckpt, base_ckpt, SVDAGGER_UNET.base_folder)
+        folder, prefix = choose_unet_folder(ckpt, self.options.get(OPT_UNET))
+        files = unet_weight_files(folder)
+        self._describe_checkpoint(ckpt, folder, files)
+        # The worker audits and fingerprints what this wrapper loads: the chosen folder's chosen files.
+        ckpt.keep_only(files, reason=f"igen loads {folder.name}/{files[0].name}"
+                                     + (f" (+{len(files) - 1} shards)" if len(files) > 1 else ""))
+        channels = read_action_channels(folder, files)
+        self.task, how = resolve_task(channels, self.options.get(OPT_TASK), folder)
+        self.action_channels = channels
+        self.tasks = (self.task,)
+        base_pipe = svd.load_pipeline(base_ckpt, dtype, device)
+        self._check_frames(base_pipe.vae_scale_factor)
+        unet = load_svdagger_unet(folder, files, channels, dtype)
+        check_fits_base(SVDAGGER_UNET, unet, base_pipe, folder=folder, base_path=base_ckpt.path)
+        unet.to(device)
+        ft_pipe = SVDaggerPipeline(**{**base_pipe.components, "unet": unet})
+        ft_pipe.set_progress_bar_config(disable=True)
+        self._swap = ComponentSwap(base_pipe, ft_pipe, ft_module=unet, key_prefix=prefix)
+        self.notes.append(f"action_input_channel {channels} (add_action_proj.proj.weight), serves {self.task}: "
+                          f"{how}")
+
+    def _describe_checkpoint(self, ckpt, folder: Path, files: list[Path]) -> None:
+        note = f"UNet from {folder.name}/{files[0].name}"
+        if files[0].name.endswith(".fp16.safetensors"):
+            note += " (the fp16 variant: no full-precision file, WIW's fallback)"
+        self.notes.append(note)
+        ema = ckpt.path / UNET_FOLDERS["ema"]
+        if ckpt.format == "component-folder" and ema.is_dir() and folder != ema:
+            self.notes.append(f"{UNET_FOLDERS['ema']}/ is present and not used (WIW's inference reads unet/; "
+                              "--wm-opt unet=ema picks it)")
+        if not read_card(ckpt.root) and ckpt.format == "component":
+            self.notes.append("no card beside the UNet folder (WIW writes none): the base comes from --base-ckpt-path")
+
+    def _check_frames(self, vae_scale_factor: int) -> None:
+        """SpecError unless WIW's navigation encoding fits the generation settings."""
+        if self.task != "navigation":
+            return
+        frames = self.generation.num_frames
+        if frames != self.action_channels:
+            raise SpecError(f"igen navigation generates one frame per id of its {self.action_channels}-id rows "
+                            f"(action_input_channel): num_frames must be {self.action_channels}, not {frames}")
+        latent_width = self.generation.width // vae_scale_factor
+        if latent_width % TURN_ROLL_DIVISOR:
+            raise SpecError(f"igen navigation rolls the latent noise by 1/{TURN_ROLL_DIVISOR} of its width: "
+                            f"width {self.generation.width} gives a latent width of {latent_width}")
 
     # -- requests ----------------------------------------------------------------------------------
     def validate_request(self, request: GenerationRequest) -> None:
         if request.task_type != self.task:  # before the generic check: this message says which checkpoint fits
-            raise RequestError("task_type", f"this {self.spec.name} checkpoint's UNet takes {self.action_channels}-"
-                                            f"wide {self.task} actions (action_input_channel), not "
-                                            f"{request.task_type}; a {request.task_type} checkpoint has "
-                                            f"action_input_channel {TASK_CHANNELS[request.task_type]}")
+            raise RequestError("task_type", f"this {self.spec.name} checkpoint's UNet takes "
+                               f"{self.action_channels}-wide {self.task} actions (action_input_channel), not "
+                               f"{request.task_type}")
         super().validate_request(request)
+        self.action_rows(request)  # every encoding error is a RequestError before anything runs
 
-    def actions_tensor(self, request: GenerationRequest) -> torch.Tensor:
-        """The request's actions as float (B, num_frames, action_input_channel), in the model's dtype."""
-        frames = self.generation.num_frames
-        arr = np.stack([encode_actions(request.task_type, a, frames, self.action_channels) for a in request.actions])
-        return torch.from_numpy(arr).to(device=self.device, dtype=self.dtype)
+    def action_rows(self, request: GenerationRequest) -> list[np.ndarray]:
+        """Each item's ``added_action_ids``, (num_frames, action_input_channel) float32."""
+        if self.task == "navigation":
+            rows = []
+            for i, ids in enumerate(request.actions):
+                try:
+                    rows.append(navigation_actions(ids, self.action_channels))
+                except ValueError as exc:
+                    raise RequestError(f"actions[{i}]", str(exc)) from None
+            return rows
+        poses = request.extra.get("poses")
+        if poses is None:
+            raise RequestError("actions", "igen's manipulation UNet takes end-effector poses, not instructions: "
+                               "give extra['poses'], one list of [x, y, z, qx, qy, qz, qw, gripper_open] per item "
+                               "(what WIW's planner sends); WIW has no encoding of an instruction for igen")
+        if not isinstance(poses, list) or len(poses) != request.batch_size:
+            raise RequestError("extra", f"poses: one pose list per batch item ({request.batch_size}) expected")
+        rows = []
+        for i, item in enumerate(poses):
+            try:
+                rows.append(manipulation_actions(item, self.generation.num_frames))
+            except (ValueError, TypeError) as exc:
+                raise RequestError(f"extra.poses[{i}]", str(exc)) from None
+        return rows
 
     # -- generation --------------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> np.ndarray:
-        """One pipeline call per item with that item's generator and actions: a batch equals its items bitwise.
-
-        (A batched call sums in another order on CPU than a batch of one; see wrappers.svd.)
-        """
+        """One pipeline call per item with its own generator and actions: a batch equals its items bitwise."""
         g = self.generation
         images = self.images_as_pil(request, g.height, g.width)
         generators = self.generators(request)
-        actions = self.actions_tensor(request)
-        pipe = self.pipe
+        rows = self.action_rows(request) if self.pipe is self._swap.ft_pipe else [None] * request.batch_size
+        videos = []
         with torch.inference_mode():
-            videos = []
-            for i, (image, generator) in enumerate(zip(images, generators)):
-                with self._bound(pipe, actions[i : i + 1]):
-                    # The arguments of wrappers.svd's call, so that zero_shot() reproduces svd bitwise.
-                    videos.append(svd.generate_one(pipe, image, generator, self.generation, self.settings))
+            for image, generator, row in zip(images, generators, rows):
+                with self._bound(row):
+                    # wrappers.svd's call: the same settings and conditioning for FT and zero-shot.
+                    videos.append(svd.generate_one(self.pipe, image, generator, g, self.settings))
         return self.finish_video(np.concatenate(videos, axis=0))
 
     @contextlib.contextmanager
-    def _bound(self, pipe, actions: torch.Tensor) -> Iterator[None]:
-        """The item's actions bound to the pipeline's UNet for one call; the base UNet takes none."""
-        if isinstance(pipe.unet, ActionUNetSpatioTemporalConditionModel):
-            with pipe.unet.bind_actions(actions):
-                yield
-        else:
+    def _bound(self, row: np.ndarray | None) -> Iterator[None]:
+        """The item's actions bound to the SVD-dagger UNet (and its turns to the noise) for one call."""
+        if row is None:  # zero-shot: the base SVD takes no actions
+            yield
+            return
+        pipe = self.pipe
+        actions = torch.from_numpy(row)[None].to(device=self.device, dtype=self.dtype)
+        turns = [int(v) for v in np.diagonal(row)] if self.task == "navigation" else None
+        with pipe.unet.bind_actions(actions), pipe.bind_turns(turns):
             yield
 
     # -- weights -----------------------------------------------------------------------------------
@@ -416,49 +606,50 @@ class ActionConditionedSVD(ComponentSwapModel):
 
     # -- tiny checkpoint ---------------------------------------------------------------------------
     @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
+    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0,
+                  channels: int = NAVIGATION_CHANNELS, drop: Sequence[str] = ()) -> Path:
+        """``out_dir/checkpoint-6000/`` as WIW's training leaves it: unet/ (config.json without the action
+        kwargs, fp16-variant weights only), dummy training-state files beside it, a card naming the base.
+
+        ``channels`` and ``drop`` (action modules to leave out) build the variants the tests need.
+        """
         if base is None:
             raise CheckpointError(f"make_tiny({wm_type!r}) needs base=<path of the tiny svd pipeline>")
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt = Path(out_dir) / f"checkpoint-{TINY_STEP}"
+        (ckpt / "unet").mkdir(parents=True, exist_ok=True)
         with torch.random.fork_rng(devices=[]):
-            unet = tiny_action_unet(Path(base), seed)
-        unet.save_pretrained(str(out_dir / "unet"), safe_serialization=True)
-        write_tiny_card(out_dir, base=base, generation=svd.TINY_GENERATION,
-                        description=f"Tiny 'fine-tuned' action-conditioned SVD UNet for pytest-wiw ({wm_type}, seed "
-                                    f"{seed}): the base UNet with seeded noise and a random action embedder; its "
-                                    "outputs mean nothing.")
-        return out_dir
+            base_unet, state = tiny_svdagger_state(Path(base), seed, channels)
+        state = {k: v for k, v in state.items() if not k.startswith(tuple(m + "." for m in drop))}
+        base_unet.save_config(str(ckpt / "unet"))  # the plain SVD UNet config: no action kwargs, as WIW's
+        save_file({k: v.to(torch.float16).contiguous() for k, v in state.items()},
+                  str(ckpt / "unet" / WEIGHT_NAMES[1]), metadata={"format": "pt"})
+        for name in TINY_TRAINING_STATE:  # never opened: junk bytes say so if anything ever does
+            (ckpt / name).write_bytes(b"not a pickle: a stand-in for accelerate's training state\n")
+        write_tiny_card(ckpt, base=base, generation=svd.TINY_GENERATION,
+                        description=f"Tiny 'fine-tuned' SVD-dagger UNet for pytest-wiw ({wm_type}, seed {seed}, "
+                                    f"{channels}-wide actions): the base UNet with seeded noise and random action "
+                                    "modules, in WIW's accelerate checkpoint layout; its outputs mean nothing.")
+        return ckpt
 
 
-def tiny_action_unet(base: Path, seed: int, action_input_channel: int = NAVIGATION_CHANNELS
-                     ) -> ActionUNetSpatioTemporalConditionModel:
-    """The base pipeline's UNet as an action UNet: its weights plus seeded noise, a seeded random embedder.
-
-    Seeds torch's global RNG (module construction draws from it): call it under fork_rng.
-    """
+def tiny_svdagger_state(base: Path, seed: int, channels: int) -> tuple[UNetSpatioTemporalConditionModel, dict]:
+    """The base pipeline's UNet and an SVD-dagger state dict over it: base weights plus seeded noise,
+    seeded random action modules. Seeds torch's global RNG (module construction draws from it)."""
     base_unet = UNetSpatioTemporalConditionModel.from_pretrained(
         str(base), subfolder="unet", use_safetensors=True, local_files_only=True)
     config = {k: v for k, v in base_unet.config.items() if not k.startswith("_")}
     torch.manual_seed(seed)
-    unet = ActionUNetSpatioTemporalConditionModel(**config, action_input_channel=action_input_channel)
-    missing, unexpected = unet.load_state_dict(base_unet.state_dict(), strict=False)
-    if unexpected or any(not k.startswith(("action_proj.", "action_embedding.")) for k in missing):
-        raise RuntimeError(f"the action UNet does not extend the base UNet: missing {missing}, unexpected {unexpected}")
+    unet = SVDaggerUNet(**config, action_input_channel=channels)
+    unet.load_state_dict(base_unet.state_dict(), strict=False)
     noise = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(unet.named_parameters()):
-            if name.startswith(("action_proj.", "action_embedding.")):
-                # A random embedder: unit-scale columns for the (one-hot) action inputs, He-scaled
-                # weights after them, small biases; strong enough that actions move the output.
-                if p.ndim == 1:
-                    std = 0.1
-                elif name.startswith("action_proj."):
-                    std = 1.0
-                else:
-                    std = (2.0 / p.shape[1]) ** 0.5
+            if name.startswith(ACTION_MODULES):
+                # Strong enough that actions move the output: unit-scale features in, He-scaled after.
+                std = 0.1 if p.ndim == 1 else (2.0 / p.shape[1]) ** 0.5 * (4.0 if name.startswith(ACTION_MODULES[0])
+                                                                            else 1.0)
                 p.copy_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * std)
             else:
                 scale = TINY_PERTURB_SCALE * (float(p.std()) if p.numel() > 1 else 0.0) + TINY_PERTURB_FLOOR
                 p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
-    return unet
+    return base_unet, unet.state_dict()
