@@ -8,8 +8,7 @@ Writes, with random weights in the real shapes:
   shapes (the UNet of its unet/config.json: blocks 320/640/1280/1280, 2 layers per block, heads 5/10/20/20,
   cross-attention 1024, 14 frames; the temporal-decoder VAE 128/256/512/512; the CLIP ViT-H/14 image
   encoder: 32 layers of 1280, 16 heads, projection 1024), saved as the hub snapshot has it: full-precision
-  files and the ``fp16`` variant beside them (``--fp16-only``: the variant alone, as WIW's loader reads it;
-  needs the base loader's variant detection).
+  files and the ``fp16`` variant beside them (``--fp16-only``: the variant alone, as WIW's loader reads it).
 - ``OUT_DIR/igen/checkpoint-6000/``: what WIW's training leaves: ``unet/`` (the plain SVD config.json,
   no action kwargs; weights only as ``diffusion_pytorch_model.fp16.safetensors``: the base UNet plus seeded
   noise, and the three action modules for 14-wide navigation actions), stand-ins for accelerate's
@@ -19,8 +18,8 @@ Writes, with random weights in the real shapes:
 ``--smoke`` builds the same structure at CPU size in seconds (tests the script, measures nothing).
 Then (svd alongside, for the honest baseline):
 
-    pytest --wm igen --wm svd --ckpt-path igen=OUT_DIR/igen/checkpoint-6000 --ckpt-path svd=OUT_DIR/svd \
-           --wm-device cuda --wm-dtype float16 --wm-max-examples 2 --wm-report OUT_DIR/report
+    pytest --wm igen --wm svd --ckpt-path=igen=OUT_DIR/igen/checkpoint-6000 --ckpt-path=svd=OUT_DIR/svd \
+           --wm-opt=variant=fp16 --wm-device=cuda --wm-dtype=float16 --wm-max-examples=1 --wm-report=OUT_DIR/report
 """
 
 from __future__ import annotations

@@ -57,6 +57,7 @@ def test_checkpoint_readable(wm, wiw_record):
 def test_checkpoint_loads(wm, wiw_record):
     """The worker reaches ready; every checkpoint tensor lands in the running model with its shape and kind
     of dtype and finite values; no parameter of a component it loads is left unfilled."""
+    require_upstream(wm, "checkpoint loads")
     try:
         ready = wm.ready()
     except WorkerError as exc:

@@ -4,7 +4,7 @@ One graph, read by the checks through ``pytest_wiw.assertions``: a check first a
 checks' judgements (computed on demand from the session's result store, so the order in which pytest
 runs the checks does not matter), and is reported as *blocked by* the first upstream check that fails,
 naming that check's one-line cause. A defect then fails the one check meant for it. The static checks
-(registered, checkpoint readable, checkpoint card) depend on nothing.
+(registered, checkpoint readable, checkpoint card) depend on nothing, and never wait on a worker.
 
 Floor generations have an owner too: the check that sends the request (DESIGN §9). When a generation
 fails (the worker died on it), its owner fails naming the request, and every other check that needed it
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 #: check -> the checks whose verdicts its inputs depend on
 UPSTREAM: dict[str, tuple[str, ...]] = {
+    # A checkpoint whose files do not open here never reaches a worker: its load is not a second failure.
+    "checkpoint loads": ("checkpoint readable",),
     "output contract": ("checkpoint loads",),
     "seed determinism": ("output contract",),
     # An unseeded model gives another video at every call: batch items, call order and a second seed then

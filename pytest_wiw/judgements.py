@@ -12,8 +12,24 @@ from typing import Callable
 import numpy as np
 
 from .compare import VideoDiff, video_diff
+from .errors import CheckpointError
 from .subject import Generation, WMSubject
 from .worker.client import WorkerError
+
+
+def readable(wm: WMSubject) -> str | None:
+    """The checkpoint's files open here: they exist, their safetensors headers parse and fit, no pickles.
+    A WIW script's checkpoint is inside its command, and a worker that cannot say where the embedded default
+    is has its own check (checkpoint loads): neither is judged here."""
+    if wm.legacy_command:
+        return None
+    try:
+        wm.checkpoint().tensor_index()
+    except CheckpointError as exc:
+        return f"checkpoint unreadable: {exc}"
+    except WorkerError:
+        return None
+    return None
 
 
 def loaded(wm: WMSubject) -> str | None:
@@ -117,6 +133,7 @@ def _floor_generation(wm: WMSubject, name: str) -> Generation | str:
 
 #: check name -> its judgement, for the checks others depend on (pytest_wiw.dependencies.UPSTREAM)
 JUDGEMENTS: dict[str, Callable[[WMSubject], str | None]] = {
+    "checkpoint readable": readable,
     "checkpoint loads": loaded,
     "output contract": output_contract,
     "seed determinism": seed_determinism,

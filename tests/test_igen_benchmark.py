@@ -24,7 +24,8 @@ def test_smoke_build_is_wiws_layout_and_passes(tmp_path, run_env):
     assert (out / "svd" / "unet" / "diffusion_pytorch_model.fp16.safetensors").is_file()
     assert (out / "svd" / "model_index.json").is_file() and (ckpt / "optimizer.bin").is_file()
     run = run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "igen", "--wm", "svd",
-                     f"--ckpt-path=igen={ckpt}", f"--ckpt-path=svd={out / 'svd'}")
+                     f"--ckpt-path=igen={ckpt}", f"--ckpt-path=svd={out / 'svd'}",
+                     "--wm-opt=variant=fp16")  # the base holds both variants, as the hub's does; WIW loads fp16
     assert run.returncode == 0, run.output[-3000:]
     for check in ("test_differs_from_zero_shot", "test_honest_baseline", "test_checkpoint_applied"):
         assert run[f"{check}[igen]"].outcome == "passed", check

@@ -85,9 +85,12 @@ def test_ten_channels_are_served_as_manipulation(made, tmp_path, run_env):
     notes = json.dumps(json.loads((report / "igen.json").read_text()))
     assert "action_input_channel 10" in notes and "serves manipulation" in notes
     # The suite draws instruction-only manipulation requests; WIW's igen takes poses: a clear rejection.
-    for check in GENERATION_CHECKS:
+    contract = run["test_output_contract[igen]"]
+    assert contract.outcome == "failed" and "poses" in contract.message, contract.message
+    for check in GENERATION_CHECKS[1:]:  # their inputs never came: blocked by the output contract, naming why
         outcome = run[f"{check}[igen]"]
-        assert outcome.outcome == "failed" and "poses" in outcome.message, (check, outcome.message)
+        assert outcome.outcome == "skipped" and outcome.message.startswith("blocked by output contract: ") \
+            and "poses" in outcome.message, (check, outcome.message)
 
 
 def test_training_state_is_skipped_only_in_a_checkpoint_folder(made, tmp_path):

@@ -71,8 +71,9 @@ def test_ready_handshake_reports_load_and_environment(pool):
     assert ready["wm_type"] == "svd" and ready["load_seconds"] > 0
     assert ready["environment"]["threads"] == 1 and ready["environment"]["deterministic_algorithms"] is True
     assert ready["memory"]["host_rss"] > 0 and ready["fingerprints"]
-    assert pool.loads == 1
-    assert pool.get(get_spec("svd"), None, None, None) is handle and pool.loads == 1  # one load per key
+    assert pool.counts()["svd"]["loads"] == 1
+    assert pool.get(get_spec("svd"), None, None, None) is handle  # one load per key
+    assert pool.counts()["svd"]["loads"] == 1
 
 
 def test_error_reply_leaves_worker_serving(pool):
@@ -160,7 +161,7 @@ def test_crash_at_load_is_reported_with_its_cause_and_log(pool, wrapper, cause):
     assert not _alive(handle.process.proc.pid)
     with pytest.raises(WorkerError, match=re.escape(cause)):  # every later use reports the same failure
         handle.stats()
-    assert pool.loads == 1
+    assert handle.loads == 1 and handle.restarts == []  # a worker that never loaded is not retried
 
 
 @pytest.mark.parametrize(("wrapper", "cause"), [("DiesMidRequestSVD", "exited with status 7"),

@@ -257,10 +257,12 @@ def test_bare_unet_folder_and_full_precision_first(tiny, ft_out, tmp_path):
     model = _load(bare, tiny["base"], **TINY_GENERATION)
     assert model.ckpt.format == "component" and np.array_equal(model.generate(_request()), ft_out)
     assert_fingerprints_agree(model)
-    # Both files: WIW loads the full-precision one first.
+    # Both files: the user says which (WIW's loader takes the full-precision one: variant=none).
     state = load_file(str(bare / "diffusion_pytorch_model.fp16.safetensors"))
     save_file({k: v.float() * 1.1 for k, v in state.items()}, str(bare / "diffusion_pytorch_model.safetensors"))
-    both = _load(bare, tiny["base"], **TINY_GENERATION)
+    with pytest.raises(CheckpointError, match="--wm-opt variant=NAME"):
+        _load(bare, tiny["base"], **TINY_GENERATION)
+    both = _load(bare, tiny["base"], options={"variant": "none"}, **TINY_GENERATION)
     assert any("unet/diffusion_pytorch_model.safetensors" in n for n in both.notes)
     assert [both.ckpt.rel(p) for p in both.ckpt.files] == ["diffusion_pytorch_model.safetensors"]
     assert_fingerprints_agree(both)

@@ -45,10 +45,11 @@ def load_wrapper(cls, wm_type: str, path, base=None, *, options=None, **generati
     """Build the wrapper the way the worker does: the checkpoint's card overrides (then ``generation``)
     applied to the registry spec's defaults, the checkpoint (and its base) opened with open_checkpoint."""
     spec = registry.get_spec(wm_type)
-    ckpt = checkpoint.open_checkpoint(path)
+    variant = (options or {}).get(checkpoint.VARIANT_OPTION)
+    ckpt = checkpoint.open_checkpoint(path, variant)
     defaults = spec.defaults.updated(checkpoint.card_generation(ckpt.card)).updated(generation)
     spec = dataclasses.replace(spec, defaults=defaults)
-    base_ckpt = checkpoint.open_checkpoint(base) if base is not None else None
+    base_ckpt = checkpoint.open_checkpoint(base, variant) if base is not None else None
     return build_wrapper(cls, spec, ckpt, base_ckpt, options)
 
 
