@@ -113,12 +113,12 @@ def build_ft(out: Path, base: Path, unet: dict, device: str, smoke: bool) -> Pat
     torch.manual_seed(SEED + 1)
     ft = build(lambda: SVDaggerUNet(**unet["config"], action_input_channel=NAVIGATION_CHANNELS), device)
     ft.load_state_dict(unet["state"], strict=False)
-    noise = torch.Generator(device).manual_seed(SEED)
+    noise = torch.Generator().manual_seed(SEED)  # on the CPU: the same noise whatever the device
     with torch.no_grad():
         for name, p in ft.named_parameters():
             if not name.startswith("add_") or name.startswith("add_embedding."):
                 std = float(p.std()) if p.numel() > 1 else 0.0
-                p.add_(torch.randn(p.shape, generator=noise, device=device) * (0.02 * std + 1e-3))
+                p.add_(torch.randn(p.shape, generator=noise).to(p.device, p.dtype) * (0.02 * std + 1e-3))
     UNetSpatioTemporalConditionModel.from_config(unet["config"]).save_config(str(ckpt / "unet"))
     save_file({k: v.to(torch.float16).contiguous().cpu() for k, v in ft.state_dict().items()},
               str(ckpt / "unet" / "diffusion_pytorch_model.fp16.safetensors"), metadata={"format": "pt"})

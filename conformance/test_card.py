@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_wiw.assertions import checkpoint_of, fail
+from pytest_wiw.assertions import checkpoint_of, fail, require_upstream
 from pytest_wiw.card import card_problems
 from pytest_wiw.checkpoint import CARD_NAME
 
@@ -12,6 +12,7 @@ def test_checkpoint_card(wm, wiw_record):
     """A README.md beside the post-trained checkpoint with datasets, training_steps and license."""
     if wm.legacy_command:
         pytest.skip(f"{wm.spec.name} runs a WIW worker script (--wm-worker-cmd): its checkpoint is inside the command")
+    require_upstream(wm, "checkpoint card")
     ckpt = checkpoint_of(wm, "the checkpoint card")
     card_path = ckpt.root / CARD_NAME
     if not card_path.is_file():

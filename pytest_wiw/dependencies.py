@@ -17,6 +17,8 @@ from __future__ import annotations
 UPSTREAM: dict[str, tuple[str, ...]] = {
     # A checkpoint whose files do not open here never reaches a worker: its load is not a second failure.
     "checkpoint loads": ("checkpoint readable",),
+    # The card is looked for beside the checkpoint: one that does not open has no "beside" to look in.
+    "checkpoint card": ("checkpoint readable",),
     "output contract": ("checkpoint loads",),
     "seed determinism": ("output contract",),
     # An unseeded model gives another video at every call: batch items, call order and a second seed then
