@@ -28,8 +28,12 @@ class PresetEntry:
 # downstream/utils/workers_cfg.py.
 
 #: workers_cfg.py OUT_WIDTH / OUT_HEIGHT: "default output size (not generation size) for video generation
-#: workers"; every worker without an --out_width of its own returns 480x480 frames (FT workers included).
+#: workers": what svd_model.py, wan22_*, cosmos25 and eval_inference.py resize to. The DiffuserModel scripts
+#: (wan_model.py, cosmos_model.py, ltx_model.py, hunyuan_model.py) and wan_model_diffsynth.py resize to their
+#: --width/--height instead and leave --out_* unused (DiffuserModel.postprocess_frames): for the zero-shot
+#: ones that is 480x480 as well, for the FT workers their 1024x576 generation size (FT_OUT).
 WIW_OUT = {"out_height": 480, "out_width": 480}
+FT_OUT = {"out_height": 576, "out_width": 1024}
 #: StableVideoDiffusionPipeline's default max_guidance_scale; svd_model.py and FTsvd/eval_inference.py
 #: leave guidance at the pipeline default (frame-wise 1.0 -> 3.0; the svd wrapper keeps min 1.0).
 SVD_PIPELINE_GUIDANCE = 3.0
@@ -54,13 +58,13 @@ WIW_PRESET: dict[str, PresetEntry] = {
     "cosmos25": _wiw(576, 576, 14, 35, 7.0, "WIW-FACTS §4: cosmos25_model.py defaults"),
     # FT workers: workers_cfg.py passes size and frames; steps and guidance are their scripts' defaults.
     "FTcosmos": _wiw(576, 1024, 14, 30, 7.0, "WIW-FACTS §4: workers_cfg.py FTcosmos_worker (--width=1024 "
-                     "--height=576 --num_frames=14), cosmos_model.py steps and guidance"),
+                     "--height=576 --num_frames=14), cosmos_model.py steps and guidance", out=FT_OUT),
     "FTltx": _wiw(576, 1024, 17, 50, 3.0, "WIW-FACTS §4: workers_cfg.py FTltx_worker (--width=1024 "
-                  "--height=576 --num_frames=17), ltx_model.py steps and guidance"),
+                  "--height=576 --num_frames=17), ltx_model.py steps and guidance", out=FT_OUT),
     "FTwan21": _wiw(576, 1024, 13, 30, 5.0, "WIW-FACTS §4: workers_cfg.py FTwan21_worker (--width=1024 "
-                    "--height=576), wan_model_diffsynth.py frames, steps and guidance"),
+                    "--height=576), wan_model_diffsynth.py frames, steps and guidance", out=FT_OUT),
     "FTwan22": _wiw(576, 1024, 13, 30, 5.0, "WIW-FACTS §4: workers_cfg.py FTwan22_worker (--width=1024 "
-                    "--height=576), wan_model_diffsynth.py frames, steps and guidance"),
+                    "--height=576), wan_model_diffsynth.py frames, steps and guidance", out=FT_OUT),
     # SVD-dagger's micro-conditioning, as FTsvd/eval_inference.py passes it (options the igen wrapper reads).
     "igen": _wiw(576, 1024, 14, 30, SVD_PIPELINE_GUIDANCE, "WIW-FACTS §4: FTsvd/eval_inference.py defaults",
                  fps=7, motion_bucket_id=127, noise_aug_strength=0.02),

@@ -74,6 +74,14 @@ class ChecksRun:
         return {k: v for k, v in self.checks.items() if k.endswith(suffix)}
 
 
+def make_tiny_cli(wm_type: str, out: Path, env: dict[str, str]) -> Path:
+    """``pytest-wiw make-tiny WM_TYPE OUT`` in a subprocess, as a user runs it; the path it prints."""
+    proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", wm_type, str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return Path(proc.stdout.strip())
+
+
 def run_checks(workdir: Path, env: dict[str, str], *args: str, timeout: float = 900) -> ChecksRun:
     """Run ``pytest ARGS`` in ``workdir``; each check's outcome keyed by ``test_x[wm_type]``."""
     junit = workdir / f"junit-{len(list(workdir.glob('junit-*.xml')))}.xml"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_checks_dir, run_checks
+from conftest import make_checks_dir, make_tiny_cli, run_checks
 from hub_cache import REVISION, hub_snapshot
 from pytest_wiw.checkpoint import open_checkpoint
 from pytest_wiw.errors import CheckpointError
@@ -20,11 +19,7 @@ WAN_REPO = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
 UNET_FILE = "unet/diffusion_pytorch_model.safetensors"
 
 
-def make_tiny(wm_type: str, out: Path, env: dict) -> Path:
-    proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", wm_type, str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    return Path(proc.stdout.strip())
+make_tiny = make_tiny_cli
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,11 @@ as --ckpt-path, one whose action modules are missing, and a 10-channel (manipula
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_checks_dir, run_checks
+from conftest import make_checks_dir, make_tiny_cli, run_checks
 from pytest_wiw.checkpoint import open_checkpoint
 from pytest_wiw.errors import CheckpointError
 
@@ -30,10 +28,7 @@ def assert_all_passed(run) -> None:
 def made(tmp_path_factory, run_env) -> Path:
     """`pytest-wiw make-tiny igen DIR`: DIR/checkpoint-6000/, its card naming the tiny svd base in the cache."""
     out = tmp_path_factory.mktemp("ckpts") / "igen"
-    proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", "igen", str(out)],
-                          env=run_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert Path(proc.stdout.strip()) == out / "checkpoint-6000"
+    assert make_tiny_cli("igen", out, run_env) == out / "checkpoint-6000"
     return out / "checkpoint-6000"
 
 

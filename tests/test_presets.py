@@ -14,7 +14,8 @@ from pytest_wiw.worker.server import effective_generation
 
 # Written from ../shared/WIW-FACTS.md §4 (not from the preset module): height x width, output height x width,
 # frames, steps, guidance. Output 480x480: workers_cfg.py OUT_WIDTH/OUT_HEIGHT, except wan22's own
-# --out_width/--out_height. svd/igen guidance: the SVD pipeline's default max_guidance_scale (3.0);
+# --out_width/--out_height and the FT workers, whose scripts resize to their generation size (WIW's
+# DiffuserModel.postprocess_frames and wan_model_diffsynth.py leave --out_* unused). svd/igen guidance: the SVD pipeline's default max_guidance_scale (3.0);
 # FTcosmos/FTltx guidance: their scripts' defaults (cosmos_model.py 7, ltx_model.py 3).
 WIW_SETTINGS = {
     "svd": ((480, 480), (480, 480), 14, 30, 3.0),
@@ -24,10 +25,10 @@ WIW_SETTINGS = {
     "hunyuan": ((480, 480), (480, 480), 33, 30, 8.0),
     "wan22": ((704, 1280), (704, 1280), 33, 50, 5.0),
     "cosmos25": ((576, 576), (480, 480), 14, 35, 7.0),
-    "FTcosmos": ((576, 1024), (480, 480), 14, 30, 7.0),
-    "FTltx": ((576, 1024), (480, 480), 17, 50, 3.0),
-    "FTwan21": ((576, 1024), (480, 480), 13, 30, 5.0),
-    "FTwan22": ((576, 1024), (480, 480), 13, 30, 5.0),
+    "FTcosmos": ((576, 1024), (576, 1024), 14, 30, 7.0),
+    "FTltx": ((576, 1024), (576, 1024), 17, 50, 3.0),
+    "FTwan21": ((576, 1024), (576, 1024), 13, 30, 5.0),
+    "FTwan22": ((576, 1024), (576, 1024), 13, 30, 5.0),
     "igen": ((576, 1024), (480, 480), 14, 30, 3.0),
 }
 IGEN_OPTIONS = {"fps": "7", "motion_bucket_id": "127", "noise_aug_strength": "0.02"}

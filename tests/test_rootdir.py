@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_checks_dir, run_checks
+from conftest import make_checks_dir, make_tiny_cli, run_checks
 from pytest_wiw.rootdir import space_form_values
 
 CARD_REASON = "this copy's card names no licence"
@@ -25,9 +23,7 @@ wm_expected_failures =
 def outside_ckpt(tmp_path_factory, run_env) -> Path:
     """A tiny FTwan21 LoRA, outside the project, whose card lacks its licence (checkpoint card fails)."""
     out = tmp_path_factory.mktemp("ckpts") / "ft_wan21"
-    proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", "FTwan21", str(out)],
-                          env=run_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    make_tiny_cli("FTwan21", out, run_env)
     card = out / "README.md"
     card.write_text(re.sub(r"(?m)^license:.*\n", "", card.read_text()))
     return out

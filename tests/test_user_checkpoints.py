@@ -11,7 +11,7 @@ import psutil
 import pytest
 from safetensors.torch import load_file, save_file
 
-from conftest import make_checks_dir, run_checks
+from conftest import make_checks_dir, make_tiny_cli, run_checks
 
 
 @pytest.fixture(scope="module")
@@ -19,10 +19,7 @@ def ft_ckpt(tmp_path_factory, run_env) -> Path:
     """An FTwan21 LoRA written by the CLI in DiffSynth-Studio's layout (an epoch folder inside ``out``), its card
     (in ``out``) naming the tiny base it built into the cache."""
     out = tmp_path_factory.mktemp("ckpts") / "ft_wan21"
-    proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", "FTwan21", str(out)],
-                          env=run_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert Path(proc.stdout.strip()) == out
+    assert make_tiny_cli("FTwan21", out, run_env) == out
     return out
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_checks_dir, run_checks
+from conftest import make_checks_dir, make_tiny_cli, run_checks
 from hub_cache import hub_snapshot
 from pytest_wiw.checkpoint import open_checkpoint, weight_variant
 from pytest_wiw.errors import CheckpointError
@@ -23,9 +21,7 @@ PLAIN_UNET = "unet/diffusion_pytorch_model.safetensors"
 @pytest.fixture(scope="module")
 def plain_svd(tmp_path_factory, run_env) -> Path:
     out = tmp_path_factory.mktemp("variants") / "plain"
-    proc = subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", "svd", str(out)],
-                          env=run_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    make_tiny_cli("svd", out, run_env)
     return out
 
 

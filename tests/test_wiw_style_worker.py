@@ -9,12 +9,11 @@ of each are listed below.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
 
-from conftest import TESTS_DIR, make_checks_dir, run_checks
+from conftest import TESTS_DIR, make_checks_dir, make_tiny_cli, run_checks
 
 WIW_SVD = TESTS_DIR / "wiw_workers" / "wiw_svd_worker.py"
 SIZES = ("--width 32 --height 32 --out_width 32 --out_height 32 --num_frames 4 --num_output_frames 4 "
@@ -43,8 +42,7 @@ SEEDED = {**UNSEEDED, "test_seed_determinism": "passed", "test_batch_invariance"
 @pytest.fixture(scope="module")
 def tiny_svd(tmp_path_factory, run_env):
     out = tmp_path_factory.mktemp("tiny-svd")
-    subprocess.run([sys.executable, "-m", "pytest_wiw.cli", "make-tiny", "svd", str(out)], env=run_env, check=True,
-                   capture_output=True, timeout=300)
+    make_tiny_cli("svd", out, run_env)
     return out
 
 
