@@ -135,7 +135,7 @@ def test_defect_gets_exactly_its_verdicts(run, wm_type):
 
 def test_hang_at_load_fails_the_load_alone_and_blocks_the_rest(tmp_path, run_env):
     """The static checks judge the files the worker resolved before it hung; the rest wait on the load."""
-    hung = run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "svd-hangs-at-load",
+    hung = run_checks(make_checks_dir(tmp_path / "run"), run_env, "-n", "2", "--wm", "svd-hangs-at-load",
                       f"--wm-load-timeout={HANG_LOAD_TIMEOUT_S}")
     got, want = actual_row(hung, "svd-hangs-at-load"), expected_row("svd-hangs-at-load", HANG_ROW)
     wrong = {c: (got.get(c), want[c], hung[f"test_{c}[svd-hangs-at-load]"].message[:300])
