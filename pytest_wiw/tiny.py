@@ -1,6 +1,6 @@
 """The embedded default: tiny reference checkpoints, built once into a cache folder and reused.
 
-Entries are keyed by wm_type, wrapper version and seed. Builds take a file lock (safe under
+Entries are keyed by wm_type, wrapper version, a hash of the wrapper's source file, and seed. Builds take a file lock (safe under
 xdist) and land by an atomic rename, so a half-written entry is never used.
 """
 
@@ -18,6 +18,8 @@ TINY_SEED = 0
 # A second builder waits for the first; a tiny build takes seconds, so minutes mean a stuck peer.
 LOCK_TIMEOUT_S = 600
 _COMPLETE = ".complete"
+# Hex digits of the wrapper source's sha256 in a cache entry's name: enough to tell two versions apart.
+SOURCE_DIGEST_CHARS = 12
 
 
 def default_cache_dir() -> Path:
@@ -41,7 +43,7 @@ def ensure_one(spec: WMSpec, cache: Path, seed: int, base: Path | None = None) -
     from .worker.server import load_wrapper_class
 
     cls = load_wrapper_class(spec.wrapper)
-    entry = cache / f"{spec.name}-v{getattr(cls, 'version', '0')}-seed{seed}"
+    entry = cache / f"{spec.name}-v{getattr(cls, 'version', '0')}-{source_digest(cls)}-seed{seed}"
     if (entry / _COMPLETE).exists():
         return _ckpt_in(entry)
     cache.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,19 @@ def ensure_one(spec: WMSpec, cache: Path, seed: int, base: Path | None = None) -
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return _ckpt_in(entry)
+
+
+def source_digest(cls: type) -> str:
+    """A short hash of the file that defines the wrapper class: a make_tiny that changed without its
+    ``version`` being bumped still gets a fresh tiny checkpoint, never a stale one from the cache."""
+    import hashlib
+    import inspect
+
+    try:
+        source = Path(inspect.getsourcefile(cls) or "").read_bytes()
+    except (OSError, TypeError):
+        return "nosrc"
+    return hashlib.sha256(source).hexdigest()[:SOURCE_DIGEST_CHARS]
 
 
 def _ckpt_in(entry: Path) -> Path:

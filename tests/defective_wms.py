@@ -119,6 +119,13 @@ class InputSizeOutputSVD(StableVideoDiffusion):
             self.generation = declared
 
 
+class TorchOutputSVD(StableVideoDiffusion):
+    """Returns the pipeline's frames as a torch tensor instead of a numpy uint8 array."""
+
+    def generate(self, request):
+        return torch.from_numpy(super().generate(request))
+
+
 class NoSuperInitSVD(StableVideoDiffusion):
     """Its __init__ sets up the pipeline itself and never calls WorldModel.__init__ (super().__init__)."""
 
@@ -361,6 +368,7 @@ _copy("svd-ignores-checkpoint", "svd", "IgnoresCheckpointSVD")
 _copy("svd-any-name", "svd", "AnyNameSVD")
 _copy("svd-ignores-limits", "svd", "IgnoresLimitsSVD")
 _copy("svd-no-super-init", "svd", "NoSuperInitSVD")
+_copy("svd-torch-output", "svd", "TorchOutputSVD")
 _copy("svd-no-components", "svd", "NoComponentsSVD")
 _copy("svd-dies-once", "svd", "DiesOnceOnABatchSVD")
 _copy("svd-hangs-at-load", "svd", "HangOnLoadSVD")

@@ -174,6 +174,10 @@ def output_problem(frames) -> Exception | None:
     expected = "expected a numpy uint8 array of shape (B, T, 3, H, W) (WorldModel.finish_video makes one)"
     if frames is None:
         return TypeError(f"generate() returned None (a missing return statement?); {expected}")
+    if type(frames).__module__.startswith("torch") and hasattr(frames, "detach"):
+        return TypeError(f"generate() returned a torch tensor ({getattr(frames, 'dtype', '?')}, shape "
+                         f"{tuple(getattr(frames, 'shape', ()))}), not a numpy array: return "
+                         "self.finish_video(frames), which takes the pipeline's torch or numpy frames in [0, 1]")
     if not isinstance(frames, np.ndarray):
         return TypeError(f"generate() returned a {type(frames).__name__}, not an array; {expected}")
     if frames.dtype.hasobject:

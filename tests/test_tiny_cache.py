@@ -1,0 +1,45 @@
+"""The embedded-default cache: an entry per wm_type, wrapper version, wrapper source and seed."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from pytest_wiw.registry import WMSpec
+from pytest_wiw.tiny import ensure_one, source_digest
+
+PROBE = '''
+from pathlib import Path
+from pytest_wiw.api import WorldModel
+
+
+class Probe(WorldModel):
+    version = "1"
+
+    def generate(self, request):
+        raise NotImplementedError
+
+    @classmethod
+    def make_tiny(cls, wm_type, out_dir, *, base=None, seed=0):
+        (Path(out_dir) / "made").write_text(MADE)
+        return Path(out_dir)
+'''
+
+
+def test_a_changed_make_tiny_gets_a_fresh_entry_without_a_version_bump(tmp_path, monkeypatch):
+    """A wrapper whose make_tiny changed but whose version was not bumped must not get the stale build."""
+    module = tmp_path / "tiny_probe_wrapper.py"
+    module.write_text(PROBE + 'MADE = "first"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tiny_probe_wrapper", raising=False)
+    spec = WMSpec(name="probe", wrapper="tiny_probe_wrapper:Probe", category="text")
+    first = ensure_one(spec, tmp_path / "cache", seed=0)
+    assert (first / "made").read_text() == "first"
+    assert ensure_one(spec, tmp_path / "cache", seed=0) == first  # reused while nothing changed
+
+    module.write_text(PROBE + 'MADE = "second"\n')  # same version "1", another make_tiny
+    importlib.reload(importlib.import_module("tiny_probe_wrapper"))
+    second = ensure_one(spec, tmp_path / "cache", seed=0)
+    assert second != first and (second / "made").read_text() == "second"
+    cls = importlib.import_module("tiny_probe_wrapper").Probe
+    assert source_digest(cls) in second.parent.name or source_digest(cls) in second.name
