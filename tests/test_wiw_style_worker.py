@@ -2,7 +2,7 @@
 
 The stand-in behaves as WIW's svd_model.py does (reader thread, HIGHEST_PROTOCOL results, the name assert
 that kills the process, --task_type fixed at launch, unseeded pipeline calls) on a real tiny SVD pipeline.
-One `-n 2` run holds WIW's unseeded worker and our seeded variant to every check; the verdicts expected
+One run (without xdist, and again with `-n 2`) holds WIW's unseeded worker and our seeded variant to every check; the verdicts expected
 of each are listed below.
 """
 
@@ -50,11 +50,12 @@ def command(ckpt, *extra: str) -> str:
     return f"{sys.executable} {WIW_SVD} --ckpt_path {ckpt} {SIZES} {' '.join(extra)}"
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, run_env, tiny_svd):
+@pytest.fixture(scope="module", params=["0", "2"], ids=["serial", "xdist"])
+def run(request, tmp_path_factory, run_env, tiny_svd):
+    """One session over both wm_types, without xdist and with ``-n 2``: the same verdicts either way."""
     workdir = make_checks_dir(tmp_path_factory.mktemp("wiw-style"))
     report = workdir / "report"
-    result = run_checks(workdir, run_env, "-n", "2", "--wm", "svd,svd-wiw-seeded",
+    result = run_checks(workdir, run_env, "-n", request.param, "--wm", "svd,svd-wiw-seeded",
                         f"--wm-worker-cmd=svd={command(tiny_svd)}",
                         f"--wm-worker-cmd=svd-wiw-seeded={command(tiny_svd, '--seeded', '--world_model_name', 'svd-wiw-seeded')}",
                         "--wm-timeout=120", f"--wm-report={report}")
