@@ -29,7 +29,9 @@ def require_upstream(wm: WMSubject, check: str) -> None:
 
     for upstream in upstream_chain(check):
         judge = JUDGEMENTS.get(upstream)
-        cause = judge(wm) if judge else None
+        if judge is not None and upstream not in wm.judged:  # once per wm_type: its inputs no longer change
+            wm.judged[upstream] = judge(wm)
+        cause = wm.judged.get(upstream)
         if not cause:
             continue
         declared = wm.declared_failures.get(upstream)

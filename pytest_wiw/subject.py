@@ -121,6 +121,8 @@ class WMSubject:
         self.allow_pickle = allow_pickle
         #: check -> reason, the known failures declared for this wm_type (registry and ini file)
         self.declared_failures = {**spec.expected_failures, **(declared_failures or {})}
+        #: upstream check -> its judgement (None or the cause), computed once for the checks it blocks
+        self.judged: dict[str, str | None] = {}
         #: () -> the base type's subject when this FT type's zero-shot output can be held against it here
         self.comparable_base = lambda: None
         self._paths: tuple[str | None, str | None] | None = None
