@@ -82,12 +82,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # 2. selection ------------------------------------------------------------------------------------
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
-    """Stop before any conftest loads when a ``--ckpt-path PATH`` (space form) moved the rootdir
-    (pytest issue 8846; see pytest_wiw.rootdir for why it cannot be repaired here)."""
-    from .rootdir import misplaced_rootdir
+    """Before any conftest loads, when a ``--ckpt-path PATH`` (space form) moved the rootdir (pytest issue
+    8846): start pytest again with ``--ckpt-path=PATH``, or stop with a usage error where that cannot be
+    done (see pytest_wiw.rootdir)."""
+    from .rootdir import misplaced_rootdir, restart_in_equals_form
 
     message = misplaced_rootdir(early_config)
     if message:
+        restart_in_equals_form(early_config)
         raise pytest.UsageError(message)
 
 
