@@ -99,7 +99,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.wm_list or not config.option.wm:
         return
     _register_hypothesis_profiles()
-    _default_to_loadgroup(config)
     try:
         selection = parse_selection(config.option, config.getini("wm_expected_failures"))
     except UsageError as exc:
@@ -145,19 +144,23 @@ def _register_hypothesis_profiles() -> None:
             settings.register_profile(name, max_examples=examples, deadline=None)
 
 
-def _default_to_loadgroup(config: pytest.Config) -> None:
-    """With -n and no --dist, group by family: one load per checkpoint, one result store per family.
-
-    xdist turns -n into --dist load in its pytest_cmdline_main; its scheduler reads the value only
-    once the session starts, so changing it at configure time is in time.
-    """
+def _groups_by_family(config: pytest.Config) -> bool:
+    """Whether this xdist controller hands out checks by family: with -n and no --dist of the user's."""
     explicit = any(a in ("--dist", "-d") or a.startswith("--dist=") for a in config.invocation_params.args)
-    if explicit:
-        return
-    if hasattr(config, "workerinput"):  # an xdist worker tags nodeids with their group itself
-        config.option.loadgroup = True
-    elif getattr(config.option, "numprocesses", None) and config.option.dist == "load":
-        config.option.dist = "loadgroup"
+    return (not explicit and not hasattr(config, "workerinput") and _SELECTION_KEY in config.stash
+            and bool(getattr(config.option, "numprocesses", None)) and config.option.dist == "load")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under -n, every check of one family runs on one worker (see pytest_wiw.xdist_family)."""
+    if not _groups_by_family(config):
+        return None
+    from .xdist_family import FamilyScheduling
+
+    selection = config.stash[_SELECTION_KEY]
+    families = {name: selection.registry[name].family for name in selection.wm_types}
+    return FamilyScheduling(config, log, families=families)
 
 
 # 4. collection and parametrization -------------------------------------------------------------------
@@ -210,7 +213,8 @@ def _progress_display(config: pytest.Config):
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or config.option.verbose < 0 or not _controller(config):
         return None
-    return ProgressDisplay(reporter, live=reporter.isatty(),
+    isatty = reporter.isatty  # a method since pytest 8.1, a plain bool before
+    return ProgressDisplay(reporter, live=isatty() if callable(isatty) else bool(isatty),
                            capture_manager=config.pluginmanager.get_plugin("capturemanager"))
 
 

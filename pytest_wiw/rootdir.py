@@ -90,9 +90,12 @@ def misplaced_rootdir(config) -> str | None:
     try:
         from _pytest.config.findpaths import determine_setup
 
-        rootpath, inipath, *_ = determine_setup(
-            inifile=ns.inifilename, override_ini=ns.override_ini, args=positional,
-            rootdir_cmd_arg=ns.rootdir or None, invocation_dir=Path(config.invocation_params.dir))
+        where = dict(inifile=ns.inifilename, args=positional, rootdir_cmd_arg=ns.rootdir or None,
+                     invocation_dir=Path(config.invocation_params.dir))
+        try:
+            rootpath, inipath, *_ = determine_setup(override_ini=ns.override_ini, **where)
+        except TypeError:  # pytest before 8.1 takes no override_ini
+            rootpath, inipath, *_ = determine_setup(**where)
     except (ImportError, TypeError):  # another pytest: assume the worst, the '=' form is always right
         rootpath, inipath = None, None
     if rootpath is not None and not _harmed(config, rootpath, inipath, pairs):
