@@ -157,6 +157,10 @@ class Verdict:
         """Every metric's figures and, when it is, why the evidence is weak: the pass message."""
         n = next(iter(self.summaries.values())).episodes
         text = f"{n} episode(s): " + "; ".join(s.describe() for s in self.summaries.values())
+        tolerated = [f"{m.upper()} ({self.margins.get(m, 0.0):g}{UNITS[m]})" for m, s in self.summaries.items()
+                     if s.interval[1] < 0 and m not in self.worse]
+        if tolerated:
+            text += f". Reliably worse than zero-shot, within the margin: {', '.join(tolerated)}"
         if self.weak:
             text += f". Weak evidence: {'; '.join(self.weak)}"
         return text
@@ -166,11 +170,13 @@ class Verdict:
         parts = []
         for metric in self.worse:
             s, margin = self.summaries[metric], self.margins.get(metric, 0.0)
-            parts.append(f"{s.describe()}: the whole interval lies below {-margin:+g}{UNITS[metric]}")
+            bound = "zero" if margin == 0 else f"-{margin:g}{UNITS[metric]} (the margin)"
+            parts.append(f"{s.describe()}: the whole interval lies below {bound}")
         return (f"{ft} is further from the ground truth than its zero-shot base {base}: " + "; ".join(parts)
                 + f" (over {next(iter(self.summaries.values())).episodes} episode(s); --wm-reference-margin "
-                "sets how far below zero passes). The fine-tune moves the model away from the reference frames: "
-                "trained on other data or task, a wrong base, or too few steps on a diverged run")
+                "sets how far below zero still passes). The fine-tune moves the model away from the reference "
+                "frames: check that the episodes are of the task and data it was trained on, that the base is "
+                "the model it started from, and the training run itself")
 
     def to_dict(self) -> dict:
         return {"summaries": {m: {**asdict(s), "interval": list(s.interval)} for m, s in self.summaries.items()},
