@@ -299,3 +299,9 @@ def test_imported_habitat_episodes_run_through_the_check(tmp_path, run_env):
     assert check.outcome in ("passed", "failed"), run.output[-3000:]
     assert check.properties["ground_truth_episodes"] == "3"
     assert "3 episode(s)" in check.properties["summary"] and "only 3 episode(s)" in check.properties["summary"]
+
+
+def test_a_missing_reference_folder_is_a_usage_error(tmp_path, run_env):
+    run = run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "FTwan21",
+                     f"--wm-reference={tmp_path / 'nowhere'}", "--wm-reference-margin=lpips=1")
+    assert run.returncode == 4 and "--wm-reference" in run.output and "not a folder" in run.output
