@@ -1,4 +1,5 @@
-"""The ``pytest-wiw`` command: ``list`` the registry, ``make-tiny`` a reference checkpoint."""
+"""The ``pytest-wiw`` command: ``list`` the registry, ``make-tiny`` a reference checkpoint, ``card``, ``report``,
+``import-habitat`` (reference episodes from WIW's Habitat collection)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                                            "exit 1 when any verdict failed")
     report.add_argument("dirs", nargs="+", type=Path)
     report.add_argument("--out", type=Path, help="folder for the merged JSON and report.md (default: print)")
+    _add_import_habitat(sub)
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
@@ -48,10 +50,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}" + (": still to fill in:\n  " + "\n  ".join(left) if left else ""))
         elif args.command == "report":
             return merge_reports(args.dirs, args.out)
+        elif args.command == "import-habitat":
+            from .habitat_import import import_habitat
+
+            written = import_habitat(args.root, args.out, frames=args.frames, stride=args.stride,
+                                     max_episodes=args.max_episodes, view_hw=args.view_size, hfov=args.hfov,
+                                     panorama=args.panorama)
+            print(f"wrote {len(written)} episode(s) into {args.out}")
     except WiwError as exc:
         print(f"pytest-wiw: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _add_import_habitat(sub) -> None:
+    from .habitat_import import DEFAULT_FRAMES, DEFAULT_HFOV, DEFAULT_VIEW, IMPORT_ASSUMPTIONS
+
+    cmd = sub.add_parser("import-habitat", formatter_class=argparse.RawDescriptionHelpFormatter,
+                         help="convert WIW's Habitat collection (metadata.json + step-N_type-rgb.png) into "
+                              "reference episodes for --wm-reference",
+                         description="Write reference episodes (docs/ground-truth.md) from the output of WIW's "
+                                     "scripts/data_collect.sh.", epilog=IMPORT_ASSUMPTIONS)
+    cmd.add_argument("root", type=Path, help="the collection: ROOT/<scene>/traj-<n>/waypoint-<k>/")
+    cmd.add_argument("out", type=Path, help="a new or empty folder for the episodes")
+    cmd.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                     help=f"frames per episode, the start included (default {DEFAULT_FRAMES})")
+    cmd.add_argument("--stride", type=int, default=None, help="steps between episode starts (default: --frames)")
+    cmd.add_argument("--max-episodes", type=int, default=None, help="stop after this many episodes")
+    cmd.add_argument("--view-size", type=_size, default=DEFAULT_VIEW, metavar="HxW",
+                     help=f"perspective view of a panorama (default {DEFAULT_VIEW[0]}x{DEFAULT_VIEW[1]})")
+    cmd.add_argument("--hfov", type=float, default=DEFAULT_HFOV,
+                     help=f"its horizontal field of view in degrees (default {DEFAULT_HFOV:g})")
+    cmd.add_argument("--panorama", choices=("auto", "yes", "no"), default="auto",
+                     help="frames are equirectangular panoramas: auto (width = 2 x height), yes, or no (kept as they are)")
+
+
+def _size(value: str) -> tuple[int, int]:
+    h, sep, w = value.lower().partition("x")
+    if not (sep and h.isdigit() and w.isdigit() and int(h) >= 8 and int(w) >= 8):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected HEIGHTxWIDTH, each at least 8, e.g. 480x480")
+    return int(h), int(w)
 
 
 def merge_reports(dirs: list[Path], out: Path | None) -> int:

@@ -20,6 +20,10 @@ MAX_FRAME_HEIGHT = 192
 #: Frames a row shows at most (evenly spread, first and last included).
 MAX_FRAMES = 8
 LABEL_WIDTH = 190
+#: Height of the caption line under a captioned row's frames, and the width a captioned frame gets at least
+#: (so "100.0 dB" fits under a 32-pixel tiny frame).
+CAPTION_HEIGHT = 14
+CAPTION_MIN_WIDTH = 56
 PAD = 4
 # Heat map colours for 0 (no difference) to 1 (the largest difference in the sheet): black, red, yellow, white.
 _HEAT = np.array([[0, 0, 0], [180, 20, 20], [250, 200, 40], [255, 255, 255]], dtype=np.float64)
@@ -35,11 +39,16 @@ def heat_map(diff: np.ndarray) -> np.ndarray:
     return rgb.round().astype(np.uint8).transpose(0, 3, 1, 2)
 
 
+def shown_indices(count: int) -> list[int]:
+    """Which of ``count`` frames a row shows: at most MAX_FRAMES, evenly spread over the video."""
+    if count <= MAX_FRAMES:
+        return list(range(count))
+    return np.linspace(0, count - 1, MAX_FRAMES).round().astype(int).tolist()
+
+
 def shown_frames(frames: np.ndarray) -> np.ndarray:
     """At most MAX_FRAMES of (T, ...) frames, evenly spread over the video."""
-    if len(frames) <= MAX_FRAMES:
-        return frames
-    return frames[np.linspace(0, len(frames) - 1, MAX_FRAMES).round().astype(int)]
+    return frames[shown_indices(len(frames))]
 
 
 def shrunk(diff: np.ndarray) -> np.ndarray:
@@ -61,29 +70,52 @@ def rows_for_ft(ft: np.ndarray, zero_shot: np.ndarray) -> list[tuple[str, np.nda
             (f"|FT - zero-shot|\n(white = {diff.max():.0f}/255)", heat_map(diff))]
 
 
-def write_contact_sheet(path: Path, title: str, rows: list[tuple[str, np.ndarray]]) -> Path:
-    """Write rows of (label, frames (T, 3, H, W) uint8) as one PNG (at most MAX_FRAMES frames a row)."""
+def rows_for_ground_truth(sheet: dict) -> list[tuple]:
+    """Rows for the first reference episode: its ground truth, then the zero-shot and FT videos, each of their
+    frames captioned with its PSNR against the ground truth (pytest_wiw.subject.WMSubject.ground_truth_sheet)."""
+    name = sheet["episode"]
+
+    def captions(values):
+        return [f"{v:.1f} dB" for v in values]
+
+    return [(f"ground truth\n{name[:28]}", sheet["ground_truth"]),
+            ("zero-shot vs truth\n(PSNR per frame)", sheet["zero_shot"], captions(sheet["psnr_zero_shot"])),
+            ("fine-tuned vs truth\n(PSNR per frame)", sheet["ft"], captions(sheet["psnr_ft"]))]
+
+
+def write_contact_sheet(path: Path, title: str, rows: list[tuple]) -> Path:
+    """Write rows of (label, frames (T, 3, H, W) uint8) or (label, frames, one caption per frame) as one PNG
+    (at most MAX_FRAMES frames a row; a caption is written under its frame)."""
     from PIL import Image, ImageDraw
 
-    rows = [(label, shown_frames(frames)) for label, frames in rows]
-    t, _, h, w = rows[0][1].shape
+    shown = []
+    for label, frames, *rest in rows:
+        keep = shown_indices(len(frames))
+        shown.append((label, frames[keep], [rest[0][i] for i in keep] if rest else None))
+    rows = shown
+    _, _, h, w = rows[0][1].shape
     if h > MAX_FRAME_HEIGHT:
         fh, fw, resample = MAX_FRAME_HEIGHT, max(1, round(w * MAX_FRAME_HEIGHT / h)), Image.BILINEAR
     else:
         scale = max(1, -(-MIN_FRAME_HEIGHT // h))
         fh, fw, resample = h * scale, w * scale, Image.NEAREST
     title_h = 24
-    width = LABEL_WIDTH + t * (fw + PAD) + PAD
-    height = title_h + len(rows) * (fh + PAD) + PAD
+    cw = max(fw, CAPTION_MIN_WIDTH) if any(c for _, _, c in rows) else fw  # a column's width
+    heights = [fh + PAD + (CAPTION_HEIGHT if captions else 0) for _, _, captions in rows]
+    width = LABEL_WIDTH + max(len(frames) for _, frames, _ in rows) * (cw + PAD) + PAD
+    height = title_h + sum(heights) + PAD
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((PAD, 6), title, fill="black")
-    for r, (label, frames) in enumerate(rows):
-        y = title_h + r * (fh + PAD)
+    y = title_h
+    for (label, frames, captions), row_h in zip(rows, heights):
         draw.multiline_text((PAD, y + fh // 2 - 12), label, fill="black")
         for i, frame in enumerate(frames):
             tile = Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0))).resize((fw, fh), resample)
-            sheet.paste(tile, (LABEL_WIDTH + i * (fw + PAD), y))
+            sheet.paste(tile, (LABEL_WIDTH + i * (cw + PAD), y))
+            if captions:
+                draw.text((LABEL_WIDTH + i * (cw + PAD), y + fh + 1), captions[i], fill="black")
+        y += row_h
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path

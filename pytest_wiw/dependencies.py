@@ -29,6 +29,8 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     # A zero-shot that does not restore the base makes "FT vs zero-shot" a comparison with something else.
     "differs from zero-shot": ("output contract", "honest baseline"),
     "honest baseline": ("output contract",),
+    # The same FT-vs-zero-shot comparison, on reference episodes instead of R: it needs what "differs" needs.
+    "closer to ground truth": ("output contract", "honest baseline"),
     "memory stable": ("checkpoint loads",),
     # A model that breaks the contract on the reference request breaks it on the drawn ones too.
     "property: contract holds": ("output contract",),

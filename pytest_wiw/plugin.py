@@ -16,6 +16,8 @@ from .selection import DTYPES, Selection, parse_selection
 from .session import WiwSession
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent / "conformance"
+#: Reference episodes the ground-truth check generates for by default (two generations each).
+DEFAULT_REFERENCE_EPISODES = 4
 _SESSION_KEY = pytest.StashKey[WiwSession]()
 _SELECTION_KEY = pytest.StashKey[Selection]()
 
@@ -72,6 +74,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="convert pickle weights (.bin .pt .pth .ckpt) to safetensors with "
                          "torch.load(weights_only=True) instead of refusing them; a pickle that holds anything "
                          "but tensors is still refused")
+    group.addoption("--wm-reference", default=None, metavar="DIR",
+                    help="reference episodes (docs/ground-truth.md): FT types are checked to be closer to their "
+                         "ground-truth frames than the zero-shot base is ('closer to ground truth')")
+    group.addoption("--wm-reference-episodes", default=str(DEFAULT_REFERENCE_EPISODES), metavar="N",
+                    help="episodes of --wm-reference to generate for, two generations each (default "
+                         f"{DEFAULT_REFERENCE_EPISODES}: the fewest a bootstrap interval says something on, and 8 "
+                         "generations of minutes each on a real checkpoint)")
+    group.addoption("--wm-reference-margin", default="0", metavar="M|psnr=M,ssim=M",
+                    help="fail 'closer to ground truth' only when a metric's 95%% interval lies wholly below minus "
+                         "this margin (PSNR in dB, SSIM in its own units); default 0: fail only when the FT is "
+                         "reliably worse than zero-shot")
     group.addoption("--wm-report", default=None, metavar="DIR",
                     help="write <wm_type>.json, report.md and a contact sheet per wm_type into DIR")
     group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")
@@ -302,11 +315,13 @@ def pytest_testnodedown(node, error) -> None:
 
 
 def _merge_summaries(config: pytest.Config, summaries: dict) -> None:
+    from .session import COUNTS
+
     total = config.stash.setdefault(_SUMMARIES_KEY, {})
     for wm_type, summary in summaries.items():
-        mine = total.setdefault(wm_type, {"loads": 0, "generations": 0, "property_examples": 0})
+        mine = total.setdefault(wm_type, dict.fromkeys(COUNTS, 0))
         for key, value in summary.items():
-            mine[key] = mine[key] + value if key in ("loads", "generations", "property_examples") else value
+            mine[key] = mine[key] + value if key in COUNTS else value
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
@@ -314,8 +329,13 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if summaries:
         terminalreporter.section("wiw: loads and generation calls")
         for wm_type, entry in sorted(summaries.items()):
+            reference = (f", {entry['reference_generations']} reference generation(s)"
+                         if entry.get("reference_generations") or entry.get("ground_truth") else "")
             terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} "
-                                        f"generation call(s), {entry['property_examples']} property example(s)")
+                                        f"generation call(s), {entry['property_examples']} property example(s)"
+                                        + reference)
+            if entry.get("ground_truth"):
+                terminalreporter.write_line(f"{wm_type}: closer to ground truth: {entry['ground_truth']['summary']}")
             for why in entry.get("restarts") or []:
                 terminalreporter.write_line(f"{wm_type}: worker started again after it {why}")
     causes = _root_causes(terminalreporter)

@@ -23,7 +23,7 @@ TASKS = ("navigation", "manipulation", "freetext")
 CHECK_NAMES = ("registered", "checkpoint readable", "checkpoint card", "checkpoint loads", "checkpoint applied",
                "output contract", "batch invariance", "seed determinism", "seed sensitivity", "order independence",
                "differs from zero-shot", "honest baseline", "bad request rejected", "memory stable",
-               "property: contract holds")
+               "property: contract holds", "closer to ground truth")
 _WRAPPER_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

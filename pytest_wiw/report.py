@@ -21,7 +21,11 @@ _TEST_ID = re.compile(r"::(?P<test>test_\w+)\[(?P<wm>[^\]]+)\]")
 # Figures lifted from the checks' recorded metrics into the report's "figures" block.
 FIGURE_KEYS = ("load_seconds", "seconds_per_generation", "load_host_peak_bytes", "load_gpu_peak_bytes",
                "baseline_diff_mean_abs", "baseline_diff_max_abs", "baseline_diff_psnr_db", "determinism_max_abs",
-               "batch_diff_max_abs", "seed_diff_mean_abs", "peak_host_bytes", "peak_gpu_bytes")
+               "batch_diff_max_abs", "seed_diff_mean_abs", "peak_host_bytes", "peak_gpu_bytes",
+               *(f"ground_truth_{m}_{k}" for m in ("psnr", "ssim") for k in ("improvement", "ci_low", "ci_high",
+                                                                              "win_rate")))
+#: A check's recorded one-line summary (a junit property): the report's message of that check when it passes.
+SUMMARY_KEY = "summary"
 
 
 class ReportCollector:
@@ -46,6 +50,8 @@ class ReportCollector:
         if report.when == "call" or report.failed or report.skipped:
             entry["outcome"] = _outcome(report)
             entry["message"] = _message(report) or entry["message"]
+            if entry["outcome"] == "passed" and not entry["message"]:
+                entry["message"] = str(entry["metrics"].get(SUMMARY_KEY, ""))
 
     def add_workers(self, summaries: dict) -> None:
         for wm_type, summary in summaries.items():
@@ -59,7 +65,8 @@ class ReportCollector:
         checks = sorted(self.checks[wm_type].values(), key=lambda c: c["name"])
         worker = self.workers.get(wm_type, {})
         figures = {"loads": worker.get("loads", 0), "generations": worker.get("generations", 0),
-                   "property_examples": worker.get("property_examples", 0)}
+                   "property_examples": worker.get("property_examples", 0),
+                   "reference_generations": worker.get("reference_generations", 0)}
         for check in checks:
             for key in FIGURE_KEYS:
                 if key in check["metrics"]:
@@ -77,7 +84,7 @@ class ReportCollector:
             "preset": self.preset(wm_type),
             "expected_failures": {**spec.expected_failures,
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
-            "checks": checks, "figures": figures,
+            "checks": checks, "figures": figures, "ground_truth": worker.get("ground_truth"),
         }
 
     def preset(self, wm_type: str) -> dict | None:
@@ -174,6 +181,7 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         lines.append(f"| {r['wm_type']} | {checkpoint_title(ckpt)} {sha} | {f['loads']} | "
                      f"{f['generations']} | {f.get('load_seconds', '-')} | {f.get('seconds_per_generation', '-')} "
                      f"| {diff} |")
+    lines += ground_truth_tables(reports)
     blocked = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] == "blocked"]
     if blocked:
         lines += ["", "## Blocked checks", ""] + [f"- **{w}** / {c['name']}: {c['message']}" for w, c in blocked]
@@ -187,6 +195,23 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         if r["wm_type"] in pngs:
             lines += ["", f"![{r['wm_type']}]({r['wm_type']}.png)"]
     return "\n".join(lines) + "\n"
+
+
+def ground_truth_tables(reports: list[dict]) -> list[str]:
+    """Per FT type that ran 'closer to ground truth': its summary and a row per episode (mean PSNR of FT and
+    zero-shot against the ground truth, and who is closer)."""
+    lines = []
+    for r in reports:
+        gt = r.get("ground_truth")
+        if not gt:
+            continue
+        spent = r["figures"].get("reference_generations", 0)
+        lines += ["", f"## Closer to ground truth: {r['wm_type']}", "",
+                  f"{gt['summary']} ({spent} reference generation(s), seed {gt.get('seed')})", "",
+                  "| episode | PSNR FT | PSNR zero-shot | winner |", "| --- | --- | --- | --- |"]
+        lines += [f"| {e['episode']} | {e['psnr_ft']:.3f} | {e['psnr_zero_shot']:.3f} | {e['winner']} |"
+                  for e in gt["episodes"]]
+    return lines
 
 
 def root_causes(reports: list[dict]) -> list[str]:

@@ -40,6 +40,12 @@ class Selection:
     allow_pickle: bool = False
     #: --wm-preset: the named generation settings the types run at (None: the registry's and cards')
     preset: str | None = None
+    #: --wm-reference: the folder of reference episodes (None: the ground-truth check skips)
+    reference: str | None = None
+    #: --wm-reference-episodes: how many of its episodes the ground-truth check generates for
+    reference_episodes: int = 4
+    #: --wm-reference-margin, per metric: how far below zero an improvement's interval may lie and still pass
+    reference_margins: dict = field(default_factory=dict)
 
     def preset_settings(self, wm_type: str) -> dict[str, str]:
         """The preset's settings of ``wm_type`` as they resolve: the preset's values under --wm-opt's."""
@@ -88,7 +94,22 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         allow_pickle=bool(getattr(option, "wm_allow_pickle", False)), preset=preset,
         max_examples=(parse_int("--wm-max-examples", option.wm_max_examples, minimum=0)
                       if option.wm_max_examples is not None else None),
+        **parse_reference(option),
     )
+
+
+def parse_reference(option) -> dict:
+    """The ground-truth check's options: the reference folder (absolute), episodes and margins."""
+    from .ground_truth import parse_margins
+
+    folder = getattr(option, "wm_reference", None)
+    if folder is not None and not Path(folder).expanduser().is_dir():
+        raise UsageError(f"--wm-reference {folder!r}: not a folder (give the folder holding <episode>/episode.json "
+                         "folders; `pytest-wiw import-habitat ROOT OUT` makes one from WIW's Habitat collection)")
+    return {"reference": str(Path(folder).expanduser().absolute()) if folder is not None else None,
+            "reference_episodes": parse_int("--wm-reference-episodes",
+                                            getattr(option, "wm_reference_episodes", "4"), minimum=1),
+            "reference_margins": parse_margins(getattr(option, "wm_reference_margin", "0"))}
 
 
 def parse_expected_failures(lines: list[str], registry: dict[str, WMSpec]) -> dict[tuple[str, str], str]:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from .baseline_cache import BaselineCache
 
+#: The generation counts a session reports per wm_type, summed over xdist workers: the floor's, the property
+#: check's and the ground-truth check's, each counted apart.
+COUNTS = ("loads", "generations", "property_examples", "reference_generations")
 # Property-check budgets when nothing else says: a tiny generation takes 0.1 s, a real one minutes.
 TINY_MAX_EXAMPLES = 3
 REAL_MAX_EXAMPLES = 1
@@ -42,9 +45,12 @@ class WiwSession:
         out = {}
         for name, subject in self.subjects.items():
             count = counts.get(name, {"loads": 0, "generations": 0, "restarts": []})
+            extra = subject.property_examples + subject.reference_generations
             out[name] = {**subject.summary(), "loads": count["loads"], "restarts": count["restarts"],
-                         "generations": count["generations"] - subject.property_examples,
-                         "property_examples": subject.property_examples}
+                         "generations": count["generations"] - extra,
+                         "property_examples": subject.property_examples,
+                         "reference_generations": subject.reference_generations,
+                         "ground_truth": subject.ground_truth}
             if report_dir is not None:
                 subject.write_contact_sheet(report_dir / f"{name}.png")
         return out

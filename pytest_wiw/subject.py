@@ -118,6 +118,12 @@ class WMSubject:
         self._floor: Floor | None = None
         self.baseline_cache = baseline_cache
         self.property_examples = 0  # generations of the property check, counted apart from the floor
+        #: generation calls of the ground-truth check (FT and zero-shot per episode), counted apart from the floor
+        self.reference_generations = 0
+        #: the ground-truth check's per-episode table and verdict, for the report (None: it did not run)
+        self.ground_truth: dict | None = None
+        #: the first episode's ground truth, zero-shot and FT videos with their per-frame PSNR, for the sheet
+        self.ground_truth_sheet: dict | None = None
         self.allow_pickle = allow_pickle
         #: check -> reason, the known failures declared for this wm_type (registry and ini file)
         self.declared_failures = {**spec.expected_failures, **(declared_failures or {})}
@@ -214,7 +220,7 @@ class WMSubject:
             else:
                 g2 = self.store.run(handle, r.with_seed(s2), "ft", f"G2 (R, seed {s2}, alone: --wm-max-batch 1)")
             g3 = self.store.run(handle, r, "ft", "G3 (R, seed s, after G2)", repeat=1)
-            z = self._zero_shot(handle, r) if self.spec.is_ft else None
+            z = self._zero_shot(handle, r, "Z (R, seed s, zero-shot)") if self.spec.is_ft else None
             g2_owner = OWNERS["G2"] if self.max_batch >= 2 else "seed sensitivity"
             for gen, owner in ((g1, OWNERS["G1"]), (g2, g2_owner), (g3, OWNERS["G3"]), (z, OWNERS["Z"])):
                 if gen is not None:
@@ -222,9 +228,22 @@ class WMSubject:
             self._floor = Floor(g1, g2, g3, z)
         return self._floor
 
-    def _zero_shot(self, handle: WorkerHandle, r: GenerationRequest) -> Generation:
-        """Z: from the baseline cache when it holds it, else one call inside zero_shot() (then cached)."""
-        label = "Z (R, seed s, zero-shot)"
+    def reference_pair(self, name: str, request: GenerationRequest) -> tuple[Generation, Generation]:
+        """The FT and zero-shot outputs for one reference episode's request (pytest_wiw.ground_truth): the
+        calls they cost are counted in ``reference_generations``; the zero-shot one goes through the baseline
+        cache like Z."""
+        handle = self.worker()
+        before = handle.generation_calls
+        try:
+            ft = self.store.run(handle, request, "ft", f"FT on episode {name}")
+            zero = self._zero_shot(handle, request, f"zero-shot on episode {name}")
+        finally:
+            self.reference_generations += handle.generation_calls - before
+        return ft, zero
+
+    def _zero_shot(self, handle: WorkerHandle, r: GenerationRequest, label: str) -> Generation:
+        """A zero-shot output: from the baseline cache when it holds it, else one call inside zero_shot()
+        (then cached)."""
         if self.baseline_cache is None or handle.ready is None or not handle.ready.get("base_ckpt"):
             return self.store.run(handle, r, "zero_shot", label)
         from .baseline_cache import baseline_key
@@ -263,7 +282,7 @@ class WMSubject:
 
     def write_contact_sheet(self, path) -> None:
         """A PNG of what this wm_type generated (nothing when the floor did not run)."""
-        from .contact_sheet import rows_for_ft, write_contact_sheet
+        from .contact_sheet import rows_for_ft, rows_for_ground_truth, write_contact_sheet
 
         floor = self._floor
         if floor is None or floor.g1.frames is None:
@@ -277,7 +296,10 @@ class WMSubject:
                 rows.append((f"seed {self.seed + SEED_OFFSET}", floor.g2.frames[0]))
             if floor.g3.frames is not None:
                 rows.append((f"seed {self.seed} again", floor.g3.frames[0]))
-        if all(frames.ndim == 4 and frames.shape[1] == 3 and frames.dtype == np.uint8 for _, frames in rows):
+        sheet = self.ground_truth_sheet
+        if sheet is not None and sheet["ground_truth"].shape[1:] == rows[0][1].shape[1:]:
+            rows += rows_for_ground_truth(sheet)
+        if all(row[1].ndim == 4 and row[1].shape[1] == 3 and row[1].dtype == np.uint8 for row in rows):
             write_contact_sheet(path, title, rows)
 
 

@@ -173,7 +173,6 @@ class WorldModel(ABC):
         ``num_output_frames`` by uniform subsampling, padded with the last frame when short.
         """
         import torch
-        import torch.nn.functional as F
 
         video = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
         video = video.detach().float().cpu()
@@ -184,14 +183,8 @@ class WorldModel(ABC):
         if not torch.isfinite(video).all():
             self.nonfinite_seen = True
             video = torch.nan_to_num(video, nan=0.0, posinf=1.0, neginf=0.0)
-        b, t = video.shape[:2]
-        video = video[:, frame_indices(t, self.generation.num_output_frames, self.notes)]
-        out_hw = (self.generation.out_height, self.generation.out_width)
-        if tuple(video.shape[-2:]) != out_hw:
-            flat = video.reshape(-1, *video.shape[2:])
-            flat = F.interpolate(flat, size=out_hw, mode="bilinear", align_corners=False, antialias=True)
-            video = flat.reshape(b, -1, 3, *out_hw)
-        return (video.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
+        return map_video(video, self.generation.num_output_frames,
+                         (self.generation.out_height, self.generation.out_width), self.notes)
 
     @contextlib.contextmanager
     def _no_grad(self) -> Iterator[None]:
@@ -215,6 +208,23 @@ def missing_super_init(cls: type, exc: BaseException | None = None, model: objec
         return None
     return (f"{cls.__name__}.__init__ does not call {SUPER_INIT_CALL} before using the model: WorldModel's "
             "attributes (spec, generation, notes, ...) are never set")
+
+
+def map_video(video: "torch.Tensor", num_frames: int, out_hw: tuple[int, int],
+              notes: list[str] | None = None) -> np.ndarray:
+    """Float video (B, T, 3, H, W) in [0, 1] -> uint8 (B, num_frames, 3, *out_hw): the one mapping of frame
+    count (``frame_indices``: uniform subsample, or pad with the last frame) and size (antialiased bilinear)
+    that every video of the suite goes through: wrapper outputs, and ground-truth frames (pytest_wiw.ground_truth)."""
+    import torch
+    import torch.nn.functional as F
+
+    b, t = video.shape[:2]
+    video = video[:, frame_indices(t, num_frames, notes)]
+    if tuple(video.shape[-2:]) != tuple(out_hw):
+        flat = video.reshape(-1, *video.shape[2:])
+        flat = F.interpolate(flat, size=tuple(out_hw), mode="bilinear", align_corners=False, antialias=True)
+        video = flat.reshape(b, -1, 3, *out_hw)
+    return (video.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
 
 def frame_indices(available: int, wanted: int, notes: list[str] | None = None) -> list[int]:

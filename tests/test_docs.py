@@ -28,7 +28,8 @@ def test_slurm_recipe_is_valid_bash():
 
 def test_documented_options_exist():
     help_text = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True).stdout
-    for option in ("--wm-shard", "--wm-changed", "--wm-report", "--wm-worker-cmd", "--wm-worker-python"):
+    for option in ("--wm-shard", "--wm-changed", "--wm-report", "--wm-worker-cmd", "--wm-worker-python",
+                   "--wm-reference", "--wm-reference-episodes", "--wm-reference-margin"):
         assert option in help_text, option
 
 
@@ -49,3 +50,19 @@ def test_reliability_table_names_tests_that_exist():
     ids = set(re.findall(r"`\[(\w+)\]`", text))
     assert ids and ids <= faults, ids - faults
     assert faults <= set(re.findall(r"\[(\w+)\]", text)), faults
+
+
+def test_ground_truth_doc_states_the_constants_the_code_uses():
+    """docs/ground-truth.md quotes the check's numbers; they are the code's."""
+    from pytest_wiw import ground_truth as gt
+    from pytest_wiw.habitat_import import DEFAULT_FRAMES, DEFAULT_HFOV, DEFAULT_VIEW
+    from pytest_wiw.plugin import DEFAULT_REFERENCE_EPISODES
+
+    text = " ".join((DOCS / "ground-truth.md").read_text().split())
+    assert f"`BOOTSTRAP_RESAMPLES` = {gt.BOOTSTRAP_RESAMPLES:,} resamples" in text
+    assert f"score {gt.PSNR_IDENTICAL_DB:g} dB (`PSNR_IDENTICAL_DB`)" in text
+    assert f"fewer than {gt.MIN_EPISODES_FOR_EVIDENCE} episodes (`MIN_EPISODES_FOR_EVIDENCE`" in text
+    assert f"(`--wm-reference-episodes`, default {DEFAULT_REFERENCE_EPISODES})" in text
+    assert f"`--frames` frames (default {DEFAULT_FRAMES}," in text
+    assert f"`--hfov` degrees (default {DEFAULT_HFOV:g}) at `--view-size` (default {DEFAULT_VIEW[0]}x{DEFAULT_VIEW[1]})" in text
+    assert f"{gt.SSIM_WINDOW} pixels, sigma 1.5" in text

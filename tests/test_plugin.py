@@ -15,7 +15,7 @@ CHECKS = ("test_registered", "test_checkpoint_readable", "test_checkpoint_loads"
           "test_output_contract", "test_batch_invariance", "test_seed_determinism", "test_seed_sensitivity",
           "test_order_independence", "test_differs_from_zero_shot", "test_honest_baseline",
           "test_bad_request_rejected", "test_checkpoint_card", "test_memory_stable",
-          "test_property_contract_holds")
+          "test_property_contract_holds", "test_closer_to_ground_truth")
 
 
 @pytest.fixture
