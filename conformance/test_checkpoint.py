@@ -32,6 +32,10 @@ def skip_if_legacy(wm):
                     "command and it reports no weights")
 
 
+def _rounded(seconds):
+    return round(seconds, 3) if seconds is not None else None
+
+
 def _listing(items):
     shown = "\n  - ".join(items[:LIST_AT_MOST])
     more = f"\n  ... and {len(items) - LIST_AT_MOST} more" if len(items) > LIST_AT_MOST else ""
@@ -69,7 +73,7 @@ def test_checkpoint_loads(wm, wiw_record):
             fail(cause)
         return
     record(wiw_record, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
-           load_seconds=round(ready["load_seconds"], 3),
+           load_seconds=round(ready["load_seconds"], 3), weight_audit_seconds=_rounded(ready.get("weight_audit_seconds")),
            load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
     unmapped = ready["unmapped_keys"]
     if unmapped and len(unmapped) == ready["tensor_count"] and not ready.get("maps_weights", True):

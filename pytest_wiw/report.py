@@ -21,7 +21,8 @@ _TEST_ID = re.compile(r"::(?P<test>test_\w+)\[(?P<wm>[^\]]+)\]")
 # Figures lifted from the checks' recorded metrics into the report's "figures" block.
 FIGURE_KEYS = ("load_seconds", "seconds_per_generation", "load_host_peak_bytes", "load_gpu_peak_bytes",
                "baseline_diff_mean_abs", "baseline_diff_max_abs", "baseline_diff_psnr_db", "determinism_max_abs",
-               "batch_diff_max_abs", "seed_diff_mean_abs", "peak_host_bytes", "peak_gpu_bytes")
+               "batch_diff_max_abs", "seed_diff_mean_abs", "peak_host_bytes", "peak_gpu_bytes",
+               "weight_audit_seconds")
 
 
 class ReportCollector:
@@ -64,6 +65,9 @@ class ReportCollector:
             for key in FIGURE_KEYS:
                 if key in check["metrics"]:
                     figures[key] = check["metrics"][key]
+        offload = (worker.get("wrapper_stats") or {}).get("offload") or {}
+        if "swaps" in offload:
+            figures["offload_swaps"], figures["offload_swap_seconds"] = offload["swaps"], offload["swap_seconds"]
         checkpoint = dict(worker.get("checkpoint") or {}) or None
         readable = self.checks[wm_type].get("checkpoint readable", {}).get("metrics", {})
         if checkpoint is not None and "checkpoint_sha256" in readable:
@@ -77,7 +81,7 @@ class ReportCollector:
             "preset": self.preset(wm_type),
             "expected_failures": {**spec.expected_failures,
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
-            "checks": checks, "figures": figures,
+            "checks": checks, "figures": figures, "wrapper_stats": worker.get("wrapper_stats") or {},
         }
 
     def preset(self, wm_type: str) -> dict | None:
@@ -174,6 +178,7 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         lines.append(f"| {r['wm_type']} | {checkpoint_title(ckpt)} {sha} | {f['loads']} | "
                      f"{f['generations']} | {f.get('load_seconds', '-')} | {f.get('seconds_per_generation', '-')} "
                      f"| {diff} |")
+    lines += cost_lines(reports)
     blocked = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] == "blocked"]
     if blocked:
         lines += ["", "## Blocked checks", ""] + [f"- **{w}** / {c['name']}: {c['message']}" for w, c in blocked]
@@ -187,6 +192,22 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
         if r["wm_type"] in pngs:
             lines += ["", f"![{r['wm_type']}]({r['wm_type']}.png)"]
     return "\n".join(lines) + "\n"
+
+
+def cost_lines(reports: list[dict]) -> list[str]:
+    """The load's parts and the component swaps (--wm-offload) per wm_type that reported them."""
+    rows = []
+    for r in reports:
+        f = r["figures"]
+        offload = (r.get("wrapper_stats") or {}).get("offload") or {}
+        if "weight_audit_seconds" not in f and not offload:
+            continue
+        swaps = (f"{offload['swaps']} in {offload['swap_seconds']} s" if "swaps" in offload else "-")
+        rows.append(f"| {r['wm_type']} | {f.get('load_seconds', '-')} | {f.get('weight_audit_seconds', '-')} | "
+                    f"{offload.get('mode', '-')} | {swaps} |")
+    if not rows:
+        return []
+    return ["", "| wm_type | load s | weight audit s | offload | swaps |", "| --- | --- | --- | --- | --- |", *rows]
 
 
 def root_causes(reports: list[dict]) -> list[str]:

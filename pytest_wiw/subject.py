@@ -254,7 +254,14 @@ class WMSubject:
             notes += [n for n in gen.reply.get("notes", []) if n not in notes]
         return {"checkpoint": ready.get("ckpt"), "base_checkpoint": ready.get("base_ckpt"),
                 "environment": ready.get("environment", {}), "generation": ready.get("generation"), "notes": notes,
-                "legacy_command": self.legacy_command, "tasks": ready.get("tasks") or list(self.spec.tasks)}
+                "legacy_command": self.legacy_command, "tasks": ready.get("tasks") or list(self.spec.tasks),
+                "wrapper_stats": self._latest_wrapper_stats(ready)}
+
+    def _latest_wrapper_stats(self, ready: dict) -> dict:
+        """The wrapper's own figures (offload swaps...) as of its last floor generation, else as of ready."""
+        replies = [g.reply for g in self._floor_generations() if "wrapper_stats" in g.reply]
+        latest = max(replies, key=lambda reply: reply.get("generations", 0), default=ready)
+        return latest.get("wrapper_stats") or {}
 
     def _floor_generations(self) -> list[Generation]:
         if self._floor is None:

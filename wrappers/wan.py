@@ -161,6 +161,8 @@ class WanImageToVideo(WorldModel):
                 self._note(f"{component}/: full fine-tune of {component} (diffusers folder)")
         if self.full is not None:
             self._swap = self.full.swap
+            for note in self._swap.notes:
+                self._note(note)
         self._note(f"post-train detected: {FINE_TUNE_KINDS[fmt]} (the registry declares finetune="
                    f"{self.spec.finetune!r})")
         for component in self.EXPERTS:
