@@ -53,6 +53,7 @@ def test_checkpoint_readable(wm, wiw_record):
         fail(f"checkpoint unreadable: {exc}")
     if not index:
         fail(f"{ckpt.path}: the checkpoint holds no tensors")
+    wm.start_worker_early()  # it imports and loads while the files are hashed here
     record(wiw_record, wm, checkpoint_format=ckpt.format, checkpoint_sha256=ckpt.sha256(),
            checkpoint_bytes=ckpt.size_bytes(), checkpoint_tensors=len(index))
 

@@ -181,6 +181,16 @@ class WMSubject:
             self._handle = self.pool.get(self.spec, self.base_spec, ckpt, base)
         return self._handle
 
+    def start_worker_early(self) -> None:
+        """Start the worker of a given checkpoint now, without waiting for its load (``worker()`` waits later):
+        the readable check hashes the files while the worker imports and loads. Call it only once the
+        checkpoint's headers parsed here, as ``worker()`` would check first."""
+        if self._handle is not None or self.legacy_command:
+            return
+        ckpt, base = self.checkpoint_paths()
+        if ckpt is not None:  # the embedded default's worker is started already: it builds the path
+            self.pool.prestart(self.spec, self.base_spec, ckpt, base)
+
     def ready(self) -> dict:
         """The worker's ``ready`` report; WorkerNotReady when it failed to load."""
         handle = self.worker()
