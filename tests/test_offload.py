@@ -192,7 +192,8 @@ def test_on_cuda_the_idle_version_waits_pinned_and_the_device_holds_one():
     for module, key in ((base, "base"), (ft, "ft")):
         assert all(torch.equal(a.cpu(), b) for a, b in zip(module.state_dict().values(), expected[key]))
     offload.activate(FT)
-    assert offload.swaps == 2 and offload.host_bytes() == 2 * size
+    assert offload.swaps == 2 and 2 * size <= offload.host_bytes() < 2 * size + 4 * 256  # one aligned buffer each
+    assert len({p.untyped_storage().data_ptr() for p in base.parameters()}) == 1
 
 
 @cuda

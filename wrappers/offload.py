@@ -36,6 +36,11 @@ NONE = "none"
 assert (PINNED, NONE) == OFFLOAD_MODES
 
 
+#: Byte alignment of each tensor's copy in a version's host buffer (any dtype's element size divides it; 256
+#: is what CUDA allocations align to, so copies start where the device's do).
+HOST_ALIGN = 256
+
+
 def offload_mode(options) -> str:
     """The offload mode the options ask for (default pinned); ValueError for an unknown one."""
     mode = str(options.get(OFFLOAD_OPTION, PINNED))
@@ -76,7 +81,8 @@ class ModuleOffload:
         self._host: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         with _outside_inference_mode():
             for name, group in self.modules.items():
-                self._host[name] = [(t, self._host_copy(t)) for module in group for t in _tensors(module)]
+                tensors = [t for module in group for t in _tensors(module)]
+                self._host[name] = list(zip(tensors, self._host_copies(tensors)))
             for name in self.modules:
                 if name != resident:
                     self._swap_out(name)
@@ -84,12 +90,23 @@ class ModuleOffload:
         self.resident = resident
         self._synchronize()
 
-    def _host_copy(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.device.type == "cpu":  # host memory is where it runs: the tensor itself, no copy
-            return tensor.data.cpu()
-        host = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu", pin_memory=self.pinned)
-        host.copy_(tensor.data)
-        return host
+    def _host_copies(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Host copies of ``tensors``: views into one buffer per version (pinned on CUDA). One buffer, not one
+        per tensor: torch's pinned-memory allocator rounds each allocation up to a power of two."""
+        if self.device.type == "cpu":  # host memory is where it runs: the tensors themselves, no copy
+            return [t.data for t in tensors]
+        sizes = [t.numel() * t.element_size() for t in tensors]
+        offsets, total = [], 0
+        for size in sizes:
+            offsets.append(total)
+            total += -(-size // HOST_ALIGN) * HOST_ALIGN
+        flat = torch.empty(total, dtype=torch.uint8, device="cpu", pin_memory=self.pinned)
+        copies = []
+        for tensor, offset, size in zip(tensors, offsets, sizes):
+            host = flat[offset:offset + size].view(tensor.dtype).view(tensor.shape)
+            host.copy_(tensor.data)
+            copies.append(host)
+        return copies
 
     def _swap_out(self, name: str) -> None:
         for tensor, host in self._host[name]:
@@ -120,7 +137,7 @@ class ModuleOffload:
         """Bytes of the host copies (pinned on CUDA); 0 on a CPU device, where they are the running tensors."""
         if self.device.type == "cpu":
             return 0
-        return sum(h.numel() * h.element_size() for pairs in self._host.values() for _, h in pairs)
+        return sum(pairs[0][1].untyped_storage().nbytes() for pairs in self._host.values() if pairs)
 
     def stats(self) -> dict:
         return {"mode": PINNED, "resident": self.resident, "swaps": self.swaps,
