@@ -240,3 +240,29 @@ def test_an_unknown_offload_mode_is_a_usage_error(tmp_path, run_env):
     assert run.returncode == 4 and "invalid choice: 'disk'" in run.output, run.output[-2000:]
     run = run_checks(make_checks_dir(tmp_path / "run2"), run_env, "--wm", "FTcosmos", "--wm-opt", "offload=disk")
     assert run.returncode == 4 and "offload='disk': expected one of pinned, none" in run.output, run.output[-2000:]
+
+
+def test_the_worker_answers_stats_with_the_swaps_and_the_audit_time(tiny_cache, monkeypatch):
+    """The worker's ``stats`` reply carries the wrapper's figures and the weight audit's time."""
+    from pytest_wiw.pool import PoolSettings, WorkerPool
+    from pytest_wiw.registry import get_spec
+
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pool = WorkerPool(PoolSettings(device="cpu", tiny_cache=str(tiny_cache), load_timeout=600,
+                                   options={"offload": "pinned"}))
+    try:
+        handle = pool.get(get_spec("FTcosmos"), get_spec("cosmos20"), None, None)
+        assert handle.ready is not None, handle.failure
+        assert handle.ready["weight_audit_seconds"] >= 0
+        assert handle.ready["wrapper_stats"]["offload"]["swaps"] == 0
+        request = _request("FTcosmos")
+        request = type(request)(np.zeros((1, 3, 32, 32), np.uint8), request.actions, request.task_type, 0,
+                                "FTcosmos")
+        _, reply = handle.generate(request, "zero_shot")
+        assert reply["wrapper_stats"]["offload"]["swaps"] == 2
+        stats = handle.stats()
+        assert stats["wrapper_stats"]["offload"] == {**stats["wrapper_stats"]["offload"], "mode": "pinned",
+                                                     "resident": FT, "swaps": 2}
+        assert stats["weight_audit_seconds"] == handle.ready["weight_audit_seconds"]
+    finally:
+        pool.close_all()

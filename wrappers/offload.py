@@ -29,11 +29,9 @@ import torch
 
 from pytest_wiw.api import OFFLOAD_MODES, OFFLOAD_OPTION
 
-#: The idle component waits in host memory, pinned on CUDA (the default).
-PINNED = "pinned"
-#: Both components stay on the device (as before the option existed, for cards with room to spare).
-NONE = "none"
-assert (PINNED, NONE) == OFFLOAD_MODES
+#: ``pinned`` (the default): the idle component waits in host memory, pinned on CUDA; ``none``: both stay on
+#: the device (as before the option existed, for cards with room to spare).
+PINNED, NONE = OFFLOAD_MODES
 
 
 #: Byte alignment of each tensor's copy in a version's host buffer (any dtype's element size divides it; 256

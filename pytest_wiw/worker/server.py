@@ -35,6 +35,8 @@ class Worker:
         self.model = None
         self.generations = 0
         self.started = time.monotonic()
+        #: seconds the weight audit took at load (audit_weights: checkpoint tensors against running tensors)
+        self.audit_seconds: float | None = None
 
     # -- start-up ----------------------------------------------------------------------------
     def load(self) -> dict:
@@ -84,7 +86,7 @@ class Worker:
         index = ckpt.tensor_index()
         t0 = time.perf_counter()
         audit = audit_weights(self.model, ckpt, index)
-        audit_seconds = time.perf_counter() - t0
+        audit_seconds = self.audit_seconds = time.perf_counter() - t0
         fingerprints = {k: fp.to_dict() for k, fp in self.model.weight_fingerprints().items()}
         return {
             "type": "ready", "wm_type": spec.name, "pid": os.getpid(), "load_seconds": load_seconds,
@@ -115,6 +117,7 @@ class Worker:
             if kind == "stats":
                 write_frame(self.out, {"type": "stats", "generations": self.generations, "memory": memory_report(),
                                        "uptime": time.monotonic() - self.started,
+                                       "weight_audit_seconds": self.audit_seconds,
                                        "wrapper_stats": self.wrapper_stats()})
             elif kind == "generate":
                 self.handle_generate(header, arrays)
