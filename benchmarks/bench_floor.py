@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,14 +72,19 @@ if cfg["device"].startswith("cuda"):
 def run_suite(wm_type: str, workdir: Path, args: argparse.Namespace) -> tuple[float, dict]:
     report = workdir / wm_type
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.fresh_digests:  # every suite hashes its checkpoint again (overlapped with the worker's load)
+        from pytest_wiw.digest_cache import DIGESTS_DIR
+        from pytest_wiw.tiny import default_cache_dir
+
+        shutil.rmtree(default_cache_dir() / DIGESTS_DIR, ignore_errors=True)
     ckpt = args.ckpt_paths.get(wm_type)
     start = time.perf_counter()
     # --opt=VALUE forms: a path after a space would move pytest's rootdir (pytest issue 8846)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--wm={wm_type}",
-                    "--wm-max-examples=0", f"--wm-report={report}", f"--wm-device={args.device}",
-                    f"--wm-dtype={args.dtype}", f"--wm-offload={args.offload}",
-                    *([f"--ckpt-path={ckpt}"] if ckpt else [])],
-                   cwd=workdir, capture_output=True, text=True, check=False)
+                           "--wm-max-examples=0", f"--wm-report={report}", f"--wm-device={args.device}",
+                           f"--wm-dtype={args.dtype}", f"--wm-offload={args.offload}",
+                           *([f"--ckpt-path={ckpt}"] if ckpt else [])],
+                          cwd=workdir, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if not (report / f"{wm_type}.json").is_file():
         raise SystemExit(f"the suite of {wm_type} wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
@@ -105,6 +111,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--offload", default="pinned", choices=("pinned", "none"),
                         help="--wm-offload of the suite, and the same for the floor's wrapper")
     parser.add_argument("--json", type=Path, default=None, help="also write every timing here")
+    parser.add_argument("--fresh-digests", action="store_true",
+                        help="forget the checkpoint digests before each suite (default: the second and later suites "
+                             "take them from the digest cache, as a user's later runs do)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
