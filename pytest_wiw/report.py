@@ -207,7 +207,8 @@ def cost_lines(reports: list[dict]) -> list[str]:
                     f"{offload.get('mode', '-')} | {swaps} |")
     if not rows:
         return []
-    return ["", "| wm_type | load s | weight audit s | offload | swaps |", "| --- | --- | --- | --- | --- |", *rows]
+    return ["", "## Load and component swaps", "", "| wm_type | load s | weight audit s | offload | swaps |",
+            "| --- | --- | --- | --- | --- |", *rows]
 
 
 def root_causes(reports: list[dict]) -> list[str]:
