@@ -74,7 +74,8 @@ def test_checkpoint_loads(wm, wiw_record):
             fail(cause)
         return
     record(wiw_record, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
-           load_seconds=round(ready["load_seconds"], 3), weight_audit_seconds=_rounded(ready.get("weight_audit_seconds")),
+           load_seconds=round(ready["load_seconds"], 3),
+           weight_audit_seconds=_rounded(ready.get("weight_audit_seconds")),
            load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
     unmapped = ready["unmapped_keys"]
     if unmapped and len(unmapped) == ready["tensor_count"] and not ready.get("maps_weights", True):

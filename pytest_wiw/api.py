@@ -15,7 +15,8 @@ from .worldmodel import (
 )
 
 __all__ = [
-    "OFFLOAD_MODES", "OFFLOAD_OPTION", "Checkpoint", "CheckpointError", "Fingerprint", "GenerationDefaults", "GenerationRequest",
+    "OFFLOAD_MODES", "OFFLOAD_OPTION",
+    "Checkpoint", "CheckpointError", "Fingerprint", "GenerationDefaults", "GenerationRequest",
     "RequestError", "SpecError", "Tolerances", "WMSpec", "WorldModel", "card_generation",
     "fingerprint_tensor", "frame_indices", "lookup_tensor", "open_checkpoint", "read_card", "register_wm",
     "saved_state_dict", "write_card",

@@ -221,7 +221,8 @@ def with_offload(options: dict[str, str], offload: str) -> dict[str, str]:
     """The wrapper options with ``--wm-offload`` under OFFLOAD_OPTION (``--wm-opt offload=`` wins)."""
     out = {OFFLOAD_OPTION: offload, **options}
     if out[OFFLOAD_OPTION] not in OFFLOAD_MODES:
-        raise UsageError(f"--wm-opt {OFFLOAD_OPTION}={out[OFFLOAD_OPTION]!r}: expected one of {', '.join(OFFLOAD_MODES)}")
+        raise UsageError(f"--wm-opt {OFFLOAD_OPTION}={out[OFFLOAD_OPTION]!r}: expected one of "
+                         f"{', '.join(OFFLOAD_MODES)}")
     return out
 
 
