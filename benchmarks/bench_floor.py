@@ -8,15 +8,21 @@ For each wm_type (its tiny embedded checkpoint unless --ckpt-path WM=PATH names 
   on the same device, dtype and torch settings, including the process start and imports the suite's
   worker also pays.
 
-    python benchmarks/bench_floor.py [--ckpt-path WM=PATH ...] [--device cuda] [--dtype bfloat16] [WM_TYPE ...]
+    python benchmarks/bench_floor.py [--repeat N] [--ckpt-path WM=PATH ...] [--device cuda] [--dtype bfloat16]
+                                     [--offload pinned|none] [--json OUT.json] [WM_TYPE ...]
 
-Prints a table: wm_type, loads/generations (floor), suite seconds, floor seconds, suite / floor.
+With ``--repeat N`` each wm_type runs N interleaved pairs (suite, floor, suite, floor, ...): machines and
+page caches drift, and one pair of timings says little (issue 15 saw the floor move from 36 s to 60 s
+between two H200s). Prints a table: wm_type, loads/generations (floor), median suite and floor seconds,
+and the median of the N suite / floor ratios with their spread (min-max); ``--json`` writes every timing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +54,7 @@ else:
     ckpt = open_checkpoint(ckpt_path); base = open_checkpoint(base_path) if base_path else None
 spec = dataclasses.replace(spec, defaults=effective_generation(spec.defaults, [base, ckpt], {}))
 model = load_wrapper_class(spec.wrapper)(spec, ckpt, base_ckpt=base, device=cfg["device"],
-                                         dtype=getattr(torch, cfg["dtype"]), options={})
+                                         dtype=getattr(torch, cfg["dtype"]), options={"offload": cfg["offload"]})
 g = spec.defaults; task = model.tasks[0]
 r = GenerationRequest(images=reference_image(g.height, g.width)[None], actions=[REFERENCE_ACTIONS[task]],
                       task_type=task, seed=0, request_model_name=spec.name)
@@ -65,19 +71,30 @@ if cfg["device"].startswith("cuda"):
 
 def run_suite(wm_type: str, workdir: Path, args: argparse.Namespace) -> tuple[float, dict]:
     report = workdir / wm_type
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.fresh_digests:  # every suite hashes its checkpoint again (overlapped with the worker's load)
+        from pytest_wiw.digest_cache import DIGESTS_DIR
+        from pytest_wiw.tiny import default_cache_dir
+
+        shutil.rmtree(default_cache_dir() / DIGESTS_DIR, ignore_errors=True)
     ckpt = args.ckpt_paths.get(wm_type)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--wm", wm_type,
-                    "--wm-max-examples", "0", "--wm-report", str(report), "--wm-device", args.device,
-                    "--wm-dtype", args.dtype, *(["--ckpt-path", ckpt] if ckpt else [])],
-                   cwd=workdir, capture_output=True, check=False)
+    # --opt=VALUE forms: a path after a space would move pytest's rootdir (pytest issue 8846)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--wm={wm_type}",
+                           "--wm-max-examples=0", f"--wm-report={report}", f"--wm-device={args.device}",
+                           f"--wm-dtype={args.dtype}", f"--wm-offload={args.offload}",
+                           *([f"--ckpt-path={ckpt}"] if ckpt else [])],
+                          cwd=workdir, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
+    if not (report / f"{wm_type}.json").is_file():
+        raise SystemExit(f"the suite of {wm_type} wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
     figures = json.loads((report / f"{wm_type}.json").read_text())["figures"]
     return seconds, figures
 
 
 def run_floor(wm_type: str, args: argparse.Namespace) -> float:
-    cfg = {"wm": wm_type, "ckpt": args.ckpt_paths.get(wm_type), "device": args.device, "dtype": args.dtype}
+    cfg = {"wm": wm_type, "ckpt": args.ckpt_paths.get(wm_type), "device": args.device, "dtype": args.dtype,
+           "offload": args.offload}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", FLOOR_SCRIPT, json.dumps(cfg)], check=True, capture_output=True)
     return time.perf_counter() - start
@@ -90,23 +107,53 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a real checkpoint for WM (an FT type's base comes from its card)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved suite/floor pairs per wm_type")
+    parser.add_argument("--offload", default="pinned", choices=("pinned", "none"),
+                        help="--wm-offload of the suite, and the same for the floor's wrapper")
+    parser.add_argument("--json", type=Path, default=None, help="also write every timing here")
+    parser.add_argument("--fresh-digests", action="store_true",
+                        help="forget the checkpoint digests before each suite (default: the second and later suites "
+                             "take them from the digest cache, as a user's later runs do)")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     args.ckpt_paths = dict(item.split("=", 1) for item in args.ckpt_path)
     return args
 
 
+def measure(name: str, workdir: Path, args: argparse.Namespace) -> dict:
+    """``args.repeat`` interleaved (suite, floor) pairs of one wm_type, after one floor run that builds the tiny
+    checkpoints (so no timing pays for them) and warms the page cache."""
+    run_floor(name, args)
+    pairs = []
+    for i in range(args.repeat):
+        suite_s, figures = run_suite(name, workdir / f"run{i}", args)
+        floor_s = run_floor(name, args)
+        pairs.append({"suite_s": round(suite_s, 2), "floor_s": round(floor_s, 2), "ratio": round(suite_s / floor_s, 3),
+                      "loads": figures["loads"], "generations": figures["generations"]})
+    ratios = [p["ratio"] for p in pairs]
+    return {"wm_type": name, "pairs": pairs, "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "suite_s_median": statistics.median(p["suite_s"] for p in pairs),
+            "floor_s_median": statistics.median(p["floor_s"] for p in pairs),
+            "floor_calls": 4 if name.startswith("FT") or name == "igen" else 3, "device": args.device,
+            "dtype": args.dtype, "offload": args.offload}
+
+
 def main(args: argparse.Namespace) -> None:
-    names = args.wm_types
-    print("| wm_type | loads | generation calls (floor) | suite s | floor s | suite / floor |")
+    print(f"| wm_type | loads | generation calls (floor) | suite s | floor s | suite / floor, median of {args.repeat} "
+          "(min-max) |")
     print("| --- | --- | --- | --- | --- | --- |")
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            run_floor(name, args)  # builds the tiny checkpoints, so neither timing pays for them
-            suite_s, figures = run_suite(name, Path(tmp), args)
-            floor_s = run_floor(name, args)
-            floor_calls = 4 if name.startswith("FT") or name == "igen" else 3
-            print(f"| {name} | {figures['loads']} | {figures['generations']} ({floor_calls}) | {suite_s:.1f} | "
-                  f"{floor_s:.1f} | {suite_s / floor_s:.2f}x |", flush=True)
+        for name in args.wm_types:
+            row = measure(name, Path(tmp) / name, args)
+            results.append(row)
+            last = row["pairs"][-1]
+            print(f"| {name} | {last['loads']} | {last['generations']} ({row['floor_calls']}) | "
+                  f"{row['suite_s_median']:.1f} | {row['floor_s_median']:.1f} | {row['ratio_median']:.2f}x "
+                  f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) |", flush=True)
+            if args.json is not None:
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

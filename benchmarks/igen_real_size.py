@@ -73,7 +73,7 @@ def build(module_fn, device: str):
         return module_fn().eval()
 
 
-def build_base(out: Path, device: str, smoke: bool, fp16_only: bool) -> tuple[Path, dict]:
+def build_base(out: Path, device: str, smoke: bool, fp16_only: bool, generation: dict) -> tuple[Path, dict]:
     """The SVD img2vid pipeline folder, with a card giving igen's settings (so that svd run as its own
     wm_type generates as igen's zero-shot does: honest baseline); returns it and the UNet's state dict."""
     from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
@@ -95,12 +95,12 @@ def build_base(out: Path, device: str, smoke: bool, fp16_only: bool) -> tuple[Pa
         pipe.save_pretrained(str(folder), safe_serialization=True)
     state = {k: v.detach().clone() for k, v in unet.state_dict().items()}
     pipe.to(torch.float16).save_pretrained(str(folder), safe_serialization=True, variant="fp16")
-    write_tiny_card(folder, generation=SMOKE_GENERATION if smoke else WIW_GENERATION,
+    write_tiny_card(folder, generation=generation,
                     description="Random SVD img2vid pipeline of the real size (pytest-wiw benchmark).")
     return folder, {"config": {k: v for k, v in unet.config.items() if not k.startswith("_")}, "state": state}
 
 
-def build_ft(out: Path, base: Path, unet: dict, device: str, smoke: bool) -> Path:
+def build_ft(out: Path, base: Path, unet: dict, device: str, smoke: bool, generation: dict) -> Path:
     """checkpoint-6000/unet/ of WIW's SVD-dagger over ``base``: fp16 variant only, plain config.json."""
     from diffusers import UNetSpatioTemporalConditionModel
     from safetensors.torch import save_file
@@ -124,7 +124,7 @@ def build_ft(out: Path, base: Path, unet: dict, device: str, smoke: bool) -> Pat
               str(ckpt / "unet" / "diffusion_pytorch_model.fp16.safetensors"), metadata={"format": "pt"})
     for name in TINY_TRAINING_STATE:
         (ckpt / name).write_bytes(b"stand-in for accelerate's training state (never opened)\n")
-    write_tiny_card(ckpt, base=base, generation=SMOKE_GENERATION if smoke else WIW_GENERATION,
+    write_tiny_card(ckpt, base=base, generation=generation,
                     description="Random SVD-dagger UNet of the real size (pytest-wiw benchmark): outputs mean nothing.")
     return ckpt
 
@@ -135,15 +135,21 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--smoke", action="store_true", help="the same structure at CPU size")
     ap.add_argument("--fp16-only", action="store_true", help="the base as fp16 variant files alone")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="denoising steps written into the cards (default: WIW's 30); fewer keep a benchmark's "
+                         "suite/floor pairs inside one command's time")
     args = ap.parse_args(argv)
+    generation = dict(SMOKE_GENERATION if args.smoke else WIW_GENERATION)
+    if args.steps is not None:
+        generation["steps"] = args.steps
     args.out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     t0 = time.perf_counter()
-    base, unet = build_base(args.out_dir, args.device, args.smoke, args.fp16_only)
+    base, unet = build_base(args.out_dir, args.device, args.smoke, args.fp16_only, generation)
     summary["svd"] = {"path": str(base), "seconds": round(time.perf_counter() - t0, 1),
                       "unet_parameters": sum(v.numel() for v in unet["state"].values())}
     t0 = time.perf_counter()
-    ckpt = build_ft(args.out_dir, base, unet, args.device, args.smoke)
+    ckpt = build_ft(args.out_dir, base, unet, args.device, args.smoke, generation)
     summary["igen"] = {"path": str(ckpt), "seconds": round(time.perf_counter() - t0, 1),
                        "bytes": sum(f.stat().st_size for f in ckpt.rglob("*.safetensors"))}
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

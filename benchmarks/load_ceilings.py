@@ -1,20 +1,28 @@
-"""Loading ceilings of this GPU host, and how close a diffusers pipeline load comes to them.
+"""Loading ceilings of this host, and how close the wrappers' own load comes to them (issue 15).
 
-    python benchmarks/load_ceilings.py PIPELINE_DIR [PIPELINE_DIR ...]
+    python benchmarks/load_ceilings.py [--device cuda] [--dtype bfloat16] [--json OUT.json] WM=PATH [WM=PATH ...]
 
-Prints one JSON object per line:
-- ``pinned_h2d`` / ``pageable_h2d``: host-to-device copy of a 4 GiB buffer, GiB/s (median of 5);
-- ``safetensors_to_gpu``: every ``*.safetensors`` under the folder read with
-  ``safetensors.torch.load_file(device="cuda")``, GiB/s, first pass (page cache as found: it was
-  just written, so usually warm; ``page_cache`` says whether it could be dropped) and second pass;
-- ``pipeline_load``: the pipeline as the wrappers load it (``from_pretrained`` on the CPU, then
-  ``.to("cuda")``) and with ``device_map="cuda"`` (weights go straight to the GPU), each in a fresh
-  process with CUDA already initialised, in seconds and GiB/s of weight bytes.
+For each checkpoint (an FT type's base comes from its card), over the weight files the wrapper reads (the
+base pipeline's and the FT's; of a whole FT pipeline folder only its ``transformer/`` or ``unet/``):
+
+- ``warm``: the page-cache-warm ceiling, ``safetensors.torch.load_file(device=DEVICE)`` of every file
+  after a pass that brought them into the page cache;
+- ``cold``: the cold-disk ceiling, the same after the files were dropped from the page cache:
+  ``os.sync()`` then ``posix_fadvise(POSIX_FADV_DONTNEED)`` on each file (no root needed; clean pages
+  of a file no process maps are dropped), or ``/proc/sys/vm/drop_caches`` where it is writable;
+- the wrapper's own load, as the worker builds it (a fresh process: imports and the CUDA context outside
+  the timing, the constructor timed, ``--wm-offload`` as given), page cache warm and cold;
+- ``load / ceiling`` for both (issue 15's goal: at least 0.90).
+
+On a CUDA host it also prints the pinned and pageable host-to-device copy rates. Prints one JSON object per
+line; ``--json`` writes them all. On a CPU (``--device cpu``, tiny checkpoints) it tests the script.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,100 +30,176 @@ import time
 from pathlib import Path
 
 GIB = 1024 ** 3
+#: Host-to-device copy measured on this many bytes, median of H2D_REPEATS copies.
+H2D_BYTES = 4 * GIB
+H2D_REPEATS = 5
+#: Component folders a whole-pipeline FT checkpoint is read for (the rest of it is not loaded).
+FT_COMPONENTS = ("transformer", "unet")
 
-# One pipeline load in a fresh process; prints seconds. argv: folder, mode ("to" or "device_map").
-LOAD_SCRIPT = r"""
-import json, sys, time, torch, diffusers
-folder, mode = sys.argv[1], sys.argv[2]
-torch.zeros(1, device="cuda"); torch.cuda.synchronize()   # CUDA context outside the timing
-index = json.load(open(folder + "/model_index.json"))
-pipeline_cls = getattr(diffusers, index["_class_name"])   # the class itself: DiffusionPipeline drops safety_checker
-extra = {}
-if "safety_checker" in index:   # Cosmos: no cosmos_guardrail here (see wrappers.cosmos)
-    from wrappers.cosmos import NoOpSafetyChecker
-    extra["safety_checker"] = NoOpSafetyChecker()
+# The wrapper's load in a fresh process, as the worker does it; prints the constructor's seconds.
+WRAPPER_LOAD = r"""
+import dataclasses, json, sys, time
+import torch
+from pytest_wiw.checkpoint import open_checkpoint
+from pytest_wiw.registry import get_spec
+from pytest_wiw.worker.server import configure_torch, effective_generation, load_wrapper_class, resolve_base_path
+cfg = json.loads(sys.argv[1])
+configure_torch(1, True, cfg["device"])
+spec = get_spec(cfg["wm"])
+ckpt = open_checkpoint(cfg["ckpt"])
+base = open_checkpoint(resolve_base_path(ckpt, None)) if spec.is_ft else None
+spec = dataclasses.replace(spec, defaults=effective_generation(spec.defaults, [base, ckpt], {}))
+cls = load_wrapper_class(spec.wrapper)
+cuda = cfg["device"].startswith("cuda")
+if cuda:
+    torch.zeros(1, device=cfg["device"]); torch.cuda.synchronize()
 t0 = time.perf_counter()
-if mode == "device_map":
-    pipe = pipeline_cls.from_pretrained(folder, dtype=torch.bfloat16, device_map="cuda", **extra)
-else:
-    pipe = pipeline_cls.from_pretrained(folder, dtype=torch.bfloat16, **extra).to("cuda")
-torch.cuda.synchronize()
-print(json.dumps({"seconds": time.perf_counter() - t0, "gpu_allocated": torch.cuda.memory_allocated()}))
+model = cls(spec, ckpt, base_ckpt=base, device=cfg["device"], dtype=getattr(torch, cfg["dtype"]),
+            options={"offload": cfg["offload"]})
+if cuda:
+    torch.cuda.synchronize()
+print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 
 
-def weight_files(folder: Path) -> list[Path]:
-    return sorted(folder.rglob("*.safetensors"))
+def weight_files(wm_type: str, path: str) -> list[Path]:
+    """The files the wrapper of ``wm_type`` reads for checkpoint ``path`` (and its base)."""
+    from pytest_wiw.checkpoint import open_checkpoint
+    from pytest_wiw.registry import get_spec
+    from pytest_wiw.worker.server import resolve_base_path
+
+    spec = get_spec(wm_type)
+    ckpt = open_checkpoint(path)
+    files = list(ckpt.files)
+    if spec.is_ft and ckpt.format == "diffusers":
+        files = [f for f in files if ckpt.rel(f).split("/")[0] in FT_COMPONENTS]
+    if spec.is_ft:
+        files += open_checkpoint(resolve_base_path(ckpt, None)).files
+    return files
 
 
-def drop_page_cache() -> bool:
-    """Ask the kernel to drop clean pages (root only); True if it took."""
+def evict(files: list[Path]) -> str:
+    """Drop ``files`` from the page cache (written back first, so their pages are clean); says how."""
+    os.sync()
     try:
-        subprocess.run(["sync"], check=True)
+        for f in files:
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        return "posix_fadvise(DONTNEED)"
+    except (AttributeError, OSError):  # no fadvise on this platform or file system
+        pass
+    try:
         Path("/proc/sys/vm/drop_caches").write_text("3\n")
-        return True
+        return "drop_caches"
     except OSError:
-        return False
+        return "not evicted (no fadvise, /proc/sys/vm/drop_caches not writable): cold = warm"
+
+
+def warm(files: list[Path]) -> None:
+    """Read every file once, into the page cache."""
+    for f in files:
+        with open(f, "rb") as fh:
+            while fh.read(64 * 2**20):
+                pass
+
+
+def ceiling_seconds(torch, files: list[Path], device: str) -> float:
+    """``load_file(device=...)`` of every file, in seconds."""
+    from safetensors.torch import load_file
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for f in files:
+        tensors = load_file(str(f), device=device)
+        del tensors
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    if cuda:
+        torch.cuda.empty_cache()
+    return seconds
+
+
+def wrapper_seconds(wm_type: str, path: str, args) -> float | str:
+    cfg = {"wm": wm_type, "ckpt": path, "device": args.device, "dtype": args.dtype, "offload": args.offload}
+    out = subprocess.run([sys.executable, "-c", WRAPPER_LOAD, json.dumps(cfg)], capture_output=True, text=True)
+    if out.returncode:
+        return "error: " + (out.stderr.strip().splitlines() or [f"exit {out.returncode}"])[-1]
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def h2d(torch, pinned: bool) -> float:
-    host = torch.empty(4 * GIB, dtype=torch.uint8, pin_memory=pinned)
+    host = torch.empty(H2D_BYTES, dtype=torch.uint8, pin_memory=pinned)
     host.random_(0, 255)
     dev = torch.empty_like(host, device="cuda")
     times = []
-    for _ in range(5):
+    for _ in range(H2D_REPEATS):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         dev.copy_(host, non_blocking=pinned)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    return 4 / statistics.median(times)
+    return H2D_BYTES / GIB / statistics.median(times)
 
 
-def safetensors_pass(torch, files: list[Path]) -> float:
-    from safetensors.torch import load_file
+def measure(wm_type: str, path: str, args, torch) -> dict:
+    files = weight_files(wm_type, path)
+    gib = sum(f.stat().st_size for f in files) / GIB
+    row = {"wm_type": wm_type, "checkpoint": path, "files": len(files), "weights_gib": round(gib, 3),
+           "device": args.device, "dtype": args.dtype, "offload": args.offload}
+    warm(files)
+    row["warm_ceiling_s"] = ceiling_seconds(torch, files, args.device)
+    row["evicted_with"] = evict(files)
+    row["cold_ceiling_s"] = ceiling_seconds(torch, files, args.device)
+    warm(files)
+    row["warm_load_s"] = wrapper_seconds(wm_type, path, args)
+    evict(files)
+    row["cold_load_s"] = wrapper_seconds(wm_type, path, args)
+    for kind in ("warm", "cold"):
+        ceiling, load = row[f"{kind}_ceiling_s"], row[f"{kind}_load_s"]
+        row[f"{kind}_ceiling_gib_s"] = round(gib / ceiling, 3)
+        if isinstance(load, float):
+            row[f"{kind}_load_gib_s"] = round(gib / load, 3)
+            row[f"{kind}_load_over_ceiling"] = round(ceiling / load, 3)  # throughput ratio: 1.0 = at the ceiling
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
 
-    nbytes = sum(f.stat().st_size for f in files)
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for f in files:
-        tensors = load_file(str(f), device="cuda")
-        del tensors
-    torch.cuda.synchronize()
-    return nbytes / GIB / (time.perf_counter() - t0)
 
-
-def pipeline_load(folder: Path, mode: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(folder), mode], capture_output=True, text=True)
-    if out.returncode:
-        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def main(folders: list[Path]) -> None:
+def parse_args(argv):
     import torch
 
-    print(json.dumps({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-                      "pinned_h2d_gib_s": round(h2d(torch, True), 1),
-                      "pageable_h2d_gib_s": round(h2d(torch, False), 1)}), flush=True)
-    for folder in folders:
-        files = weight_files(folder)
-        gib = sum(f.stat().st_size for f in files) / GIB
-        cold = drop_page_cache()
-        first = safetensors_pass(torch, files)
-        second = safetensors_pass(torch, files)
-        torch.cuda.empty_cache()
-        row = {"folder": str(folder), "weights_gib": round(gib, 2), "page_cache": "dropped" if cold else "as found",
-               "safetensors_to_gpu_gib_s": [round(first, 2), round(second, 2)]}
-        for mode in ("to", "device_map"):
-            drop_page_cache()
-            load = pipeline_load(folder, mode)
-            if "seconds" in load:
-                load["gib_s"] = round(gib / load["seconds"], 2)
-                load["seconds"] = round(load["seconds"], 2)
-            row[f"pipeline_load_{mode}"] = load
-        print(json.dumps(row), flush=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoints", nargs="+", metavar="WM=PATH")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--offload", default="pinned", choices=("pinned", "none"))
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    bad = [c for c in args.checkpoints if "=" not in c]
+    if bad:
+        parser.error(f"expected WM=PATH, got {bad[0]!r}")
+    return args
+
+
+def main(args) -> None:
+    import torch
+
+    rows = []
+    if args.device.startswith("cuda"):
+        rows.append({"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                     "pinned_h2d_gib_s": round(h2d(torch, True), 1), "pageable_h2d_gib_s": round(h2d(torch, False), 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    for item in args.checkpoints:
+        wm_type, _, path = item.partition("=")
+        rows.append(measure(wm_type, path, args, torch))
+        print(json.dumps(rows[-1]), flush=True)
+        if args.json is not None:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    main([Path(p) for p in sys.argv[1:]])
+    main(parse_args(sys.argv[1:]))

@@ -11,6 +11,13 @@ Writes four checkpoints (bfloat16 safetensors, random weights, cards with genera
 - ``OUT_DIR/cosmos20``: a ``Cosmos2VideoToWorldPipeline`` with Cosmos-Predict2 2B's transformer (28 layers,
   16 heads of 128), the T5-11B text encoder (24 layers, d_model 1024, d_ff 65536) and the Wan VAE.
 - ``OUT_DIR/FTcosmos``: a "fine-tuned" transformer folder: the base's transformer plus seeded noise.
+- ``OUT_DIR/ltx``: an ``LTXImageToVideoPipeline`` of LTX-Video 2B's shapes (0.9.x: 28 layers, 32 heads of 64,
+  128 latent channels), the T5-XXL text encoder (24 layers, d_model 4096) and the LTX VAE (diffusers'
+  defaults, 0.9.0's).
+- ``OUT_DIR/FTltx``: WIW's FTltx layout, a whole pipeline folder whose ``transformer/`` is the base's plus
+  seeded noise; its other components are hard links to the base's files (the same bytes, no extra disk).
+
+igen (SVD-dagger) at its real size is built by ``benchmarks/igen_real_size.py``.
 
 The tokenizers are the tiny offline WordLevel ones (the real vocabularies cannot be fetched here); token
 ids stay inside the real embedding tables. ``--smoke`` shrinks every width and depth so the same code runs
@@ -31,6 +38,8 @@ WAN_GENERATION = {"height": 480, "width": 832, "out_height": 480, "out_width": 8
                   "num_output_frames": 17, "steps": 8, "guidance_scale": 5.0}
 COSMOS_GENERATION = {"height": 480, "width": 832, "out_height": 480, "out_width": 832, "num_frames": 17,
                      "num_output_frames": 17, "steps": 8, "guidance_scale": 7.0}
+LTX_GENERATION = {"height": 480, "width": 704, "out_height": 480, "out_width": 704, "num_frames": 17,
+                  "num_output_frames": 17, "steps": 8, "guidance_scale": 3.0}
 SMOKE_GENERATION = {"height": 32, "width": 48, "out_height": 32, "out_width": 48, "num_frames": 5,
                     "num_output_frames": 4, "steps": 2}
 
@@ -49,6 +58,11 @@ COSMOS_2B_TRANSFORMER = dict(in_channels=17, out_channels=16, num_attention_head
                              concat_padding_mask=True, extra_pos_embed_type=None)
 T5_11B = dict(vocab_size=32128, d_model=1024, d_kv=128, d_ff=65536, num_layers=24, num_heads=128,
               relative_attention_num_buckets=32, feed_forward_proj="relu", tie_word_embeddings=False)
+T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+              relative_attention_num_buckets=32, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+#: diffusers' LTXVideoTransformer3DModel defaults are LTX-Video 2B's; named here so the shapes are on the page.
+LTX_2B_TRANSFORMER = dict(in_channels=128, out_channels=128, patch_size=1, patch_size_t=1, num_attention_heads=32,
+                          attention_head_dim=64, cross_attention_dim=2048, num_layers=28, caption_channels=4096)
 LORA_RANK = 32
 
 # --smoke: the same structure at CPU size.
@@ -63,6 +77,11 @@ SMOKE = {
                                concat_padding_mask=False),  # True needs torchvision
     "t5": dict(vocab_size=128, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2),
     "vae": dict(base_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1),
+    "ltx_transformer": dict(in_channels=8, out_channels=8, num_attention_heads=2, attention_head_dim=16,
+                            cross_attention_dim=32, num_layers=1, caption_channels=16),
+    "t5xxl": dict(vocab_size=128, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2),
+    "ltx_vae": dict(latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                    layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1)),
 }
 
 
@@ -164,16 +183,69 @@ def write_ftcosmos(out: Path, base: Path, device: str, smoke: bool) -> Path:
     from wrappers.diffusers_setup import write_tiny_card
 
     transformer = CosmosTransformer3DModel.from_pretrained(str(base), subfolder="transformer", dtype=torch.bfloat16)
-    transformer.to(device)
-    noise = torch.Generator(device).manual_seed(1)
-    with torch.no_grad():
-        for _, param in sorted(transformer.named_parameters()):
-            scale = 1.0 * (float(param.abs().float().mean()) + 0.02)
-            param.add_(torch.randn(param.shape, generator=noise, device=device, dtype=param.dtype) * scale)
+    add_seeded_noise(transformer.to(device), device)
     transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)
     write_tiny_card(out, base=base, generation=SMOKE_GENERATION if smoke else COSMOS_GENERATION,
                     description="Random 'fine-tuned' 2B-shape Cosmos-Predict2 transformer.")
     return out
+
+
+def write_ltx(out: Path, device: str, smoke: bool) -> Path:
+    from diffusers import (
+        AutoencoderKLLTXVideo,
+        FlowMatchEulerDiscreteScheduler,
+        LTXImageToVideoPipeline,
+        LTXVideoTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel
+
+    from wrappers.tiny_text import tiny_tokenizer
+
+    pipe = LTXImageToVideoPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+                                                  base_image_seq_len=1024, max_image_seq_len=4096,
+                                                  shift_terminal=0.1),
+        vae=build(lambda: AutoencoderKLLTXVideo(**(SMOKE["ltx_vae"] if smoke else {})), device),
+        text_encoder=build(lambda: T5EncoderModel(T5Config(**shape("t5xxl", T5_XXL, smoke))), device),
+        tokenizer=tiny_tokenizer(model_max_length=128),
+        transformer=build(lambda: LTXVideoTransformer3DModel(**shape("ltx_transformer", LTX_2B_TRANSFORMER, smoke)),
+                          device))
+    return save_pipeline(pipe, out, SMOKE_GENERATION if smoke else LTX_GENERATION,
+                         "Random LTX-Video I2V pipeline of the 2B shapes (pytest-wiw benchmarks).")
+
+
+def write_ftltx(out: Path, base: Path, device: str, smoke: bool) -> Path:
+    """WIW's FTltx: the whole pipeline folder, its transformer/ fine-tuned, the rest the base's bytes."""
+    import os
+    import shutil
+
+    from diffusers import LTXVideoTransformer3DModel
+
+    from wrappers.diffusers_setup import write_tiny_card
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(base, out, ignore=shutil.ignore_patterns("README.md", "transformer"),
+                    copy_function=link_or_copy, dirs_exist_ok=True)
+    transformer = LTXVideoTransformer3DModel.from_pretrained(str(base), subfolder="transformer", dtype=torch.bfloat16)
+    add_seeded_noise(transformer.to(device), device)
+    transformer.save_pretrained(str(out / "transformer"), safe_serialization=True)
+    write_tiny_card(out, base=base, generation=SMOKE_GENERATION if smoke else LTX_GENERATION,
+                    description="Random 'fine-tuned' LTX-Video 2B pipeline folder (WIW's FTltx layout).")
+    return out
+
+
+def add_seeded_noise(module, device: str, scale: float = 1.0) -> None:
+    """Each parameter plus noise of ``scale * (mean |w| + 0.02)``, from a seeded generator of its own."""
+    noise = torch.Generator(device).manual_seed(1)
+    with torch.no_grad():
+        for _, param in sorted(module.named_parameters()):
+            amount = scale * (float(param.abs().float().mean()) + 0.02)
+            param.add_(torch.randn(param.shape, generator=noise, device=device, dtype=param.dtype) * amount)
 
 
 def folder_bytes(path: Path) -> int:
@@ -185,14 +257,17 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--smoke", action="store_true", help="CPU-sized shapes: tests the script only")
-    parser.add_argument("--only", default="wan21,FTwan21,cosmos20,FTcosmos")
+    parser.add_argument("--only", default="wan21,FTwan21,cosmos20,FTcosmos,ltx,FTltx",
+                        help="comma list; an FT type needs its base in OUT_DIR (built in the same call or before)")
     args = parser.parse_args()
     out, only = args.out, args.only.split(",")
     steps = [("wan21", lambda p: write_wan21(p, args.device, args.smoke)),
              ("FTwan21", lambda p: write_ftwan21(p, out / "wan21", args.device, args.smoke)),
              ("cosmos20", lambda p: write_cosmos20(p, args.device, args.smoke)),
-             ("FTcosmos", lambda p: write_ftcosmos(p, out / "cosmos20", args.device, args.smoke))]
-    summary = {}
+             ("FTcosmos", lambda p: write_ftcosmos(p, out / "cosmos20", args.device, args.smoke)),
+             ("ltx", lambda p: write_ltx(p, args.device, args.smoke)),
+             ("FTltx", lambda p: write_ftltx(p, out / "ltx", args.device, args.smoke))]
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").is_file() else {}
     for name, write in steps:
         if name not in only:
             continue

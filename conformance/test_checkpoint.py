@@ -32,6 +32,10 @@ def skip_if_legacy(wm):
                     "command and it reports no weights")
 
 
+def _rounded(seconds):
+    return round(seconds, 3) if seconds is not None else None
+
+
 def _listing(items):
     shown = "\n  - ".join(items[:LIST_AT_MOST])
     more = f"\n  ... and {len(items) - LIST_AT_MOST} more" if len(items) > LIST_AT_MOST else ""
@@ -49,6 +53,7 @@ def test_checkpoint_readable(wm, wiw_record):
         fail(f"checkpoint unreadable: {exc}")
     if not index:
         fail(f"{ckpt.path}: the checkpoint holds no tensors")
+    wm.start_worker_early()  # it imports and loads while the files are hashed here
     record(wiw_record, wm, checkpoint_format=ckpt.format, checkpoint_sha256=ckpt.sha256(),
            checkpoint_bytes=ckpt.size_bytes(), checkpoint_tensors=len(index))
 
@@ -70,6 +75,7 @@ def test_checkpoint_loads(wm, wiw_record):
         return
     record(wiw_record, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
            load_seconds=round(ready["load_seconds"], 3),
+           weight_audit_seconds=_rounded(ready.get("weight_audit_seconds")),
            load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
     unmapped = ready["unmapped_keys"]
     if unmapped and len(unmapped) == ready["tensor_count"] and not ready.get("maps_weights", True):

@@ -162,16 +162,24 @@ class Checkpoint:
         return sum(f.stat().st_size for f in self.files)
 
     def sha256(self) -> str:
-        """sha256 over the weight files (names and contents, in order), computed once."""
+        """sha256 over the weight files (names and contents, in order), computed once, and kept across
+        sessions in the digest cache while the files stay as they are (pytest_wiw.digest_cache's trust rule)."""
         if self._sha256 is None:
-            h = hashlib.sha256()
-            for f in self.files:
-                h.update(self.rel(f).encode())
-                with open(f, "rb") as fh:
-                    while chunk := fh.read(_HASH_CHUNK):
-                        h.update(chunk)
-            self._sha256 = h.hexdigest()
+            from .digest_cache import cached_digest
+            from .tiny import default_cache_dir
+
+            self._sha256 = cached_digest([(self.rel(f), f) for f in self.files], self._hash_files,
+                                         default_cache_dir())
         return self._sha256
+
+    def _hash_files(self) -> str:
+        h = hashlib.sha256()
+        for f in self.files:
+            h.update(self.rel(f).encode())
+            with open(f, "rb") as fh:
+                while chunk := fh.read(_HASH_CHUNK):
+                    h.update(chunk)
+        return h.hexdigest()
 
     def rel(self, file: Path) -> str:
         return file.relative_to(self.root).as_posix() if file != self.path else file.name

@@ -14,6 +14,7 @@ import pytest
 from .errors import UsageError
 from .selection import DTYPES, Selection, parse_selection
 from .session import WiwSession
+from .worldmodel import OFFLOAD_MODES
 
 CONFORMANCE_DIR = Path(__file__).resolve().parent.parent / "conformance"
 #: Reference episodes the ground-truth check generates for by default (two generations each).
@@ -48,6 +49,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="torch threads in each worker, pinned for reproducibility (default 1)")
     group.addoption("--wm-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="wrapper option, repeatable; generation settings (steps, height, ...) override defaults")
+    group.addoption("--wm-offload", default=OFFLOAD_MODES[0], choices=OFFLOAD_MODES,
+                    help="FT types that swap a component into their base (FTcosmos, FTltx, igen): keep the idle "
+                         "one in pinned host memory and swap it in for zero-shot calls (pinned, the default), or "
+                         "keep both on the device (none)")
     group.addoption("--wm-preset", default=None, metavar="NAME",
                     help="run every wm_type at a named set of generation settings: 'wiw' is World-in-World's own "
                          "(sizes, frames, steps, guidance; docs/checkpoints.md); --wm-opt values still win")

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,8 @@ class WorkerPool:
         self.settings = settings
         self.on_progress = on_progress  # (label, progress frame) -> None, for the terminal
         self.handles: dict[WorkerKey, WorkerHandle] = {}
+        #: workers started by ``prestart`` whose ready report nobody has waited for yet: (process, failure)
+        self.spawned: dict[WorkerKey, tuple[WorkerProcess | None, str | None]] = {}
         self.log_dir = Path(tempfile.mkdtemp(prefix="pytest-wiw-logs-"))
         atexit.register(self.close_all)
 
@@ -155,20 +158,35 @@ class WorkerPool:
             self.handles[key] = self._start(key, spec, base_spec)
         return self.handles[key]
 
+    def prestart(self, spec: WMSpec, base_spec: WMSpec | None, ckpt: str | None, base_ckpt: str | None) -> None:
+        """Start the worker process of these checkpoints without waiting for it to load, so that the pytest
+        process can do its own work on the checkpoint (hash it) while the worker imports and loads; ``get``
+        then waits for its ready report. Nothing for a worker started already or a legacy script."""
+        key = WorkerKey(spec.name, ckpt, base_ckpt, self.settings.device)
+        if key in self.handles or key in self.spawned or spec.name in self.settings.worker_cmds:
+            return
+        self.spawned[key] = self._spawn(key, spec, base_spec)
+
     def _start(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None) -> WorkerHandle:
         def launch():
             return self._launch(key, spec, base_spec)
 
-        process, ready, failure = launch()
+        spawned = self.spawned.pop(key, None)
+        process, ready, failure = launch() if spawned is None else self._await_ready(*spawned)
         handle = WorkerHandle(key, spec, process, self.settings, launch=launch)
         handle.ready, handle.failure = ready, failure
         return handle
 
     def _launch(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None):
         """Start one worker process: (process or None, its ready report or None, why it failed or None)."""
-        device, env = device_environment(self.settings.device, self.settings.worker_index, self.settings.threads)
         if spec.name in self.settings.worker_cmds:
+            _, env = device_environment(self.settings.device, self.settings.worker_index, self.settings.threads)
             return self._launch_legacy(spec, env)
+        return self._await_ready(*self._spawn(key, spec, base_spec))
+
+    def _spawn(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None):
+        """Start one native worker process: (process, None), or (None, why it could not start)."""
+        device, env = device_environment(self.settings.device, self.settings.worker_index, self.settings.threads)
         config = {
             "spec": spec.to_dict(), "base_spec": base_spec.to_dict() if base_spec else None,
             "ckpt": key.ckpt, "base_ckpt": key.base_ckpt, "device": device, "dtype": self.settings.dtype,
@@ -181,10 +199,18 @@ class WorkerPool:
         try:
             process = WorkerProcess.start(self.settings.python, config, env, log, label)
         except OSError as exc:
-            return None, None, f"{label}: could not start {self.settings.python!r}: {exc}"
+            return None, f"{label}: could not start {self.settings.python!r}: {exc}"
         process.on_progress = self.on_progress
+        return process, None
+
+    def _await_ready(self, process: WorkerProcess | None, failure: str | None):
+        """(process, its ready report, None), or what went wrong instead; the load timeout counts from the start."""
+        if process is None:
+            return None, None, failure
+        label = process.label
         try:
-            reply, _ = process.receive(self.settings.load_timeout, "while loading the checkpoint")
+            left = self.settings.load_timeout - (time.monotonic() - process.started)
+            reply, _ = process.receive(max(left, 0.0), "while loading the checkpoint")
         except WorkerError as exc:
             return process, None, str(exc)
         if reply["type"] == "ready":
@@ -226,6 +252,9 @@ class WorkerPool:
         for handle in self.handles.values():
             if handle.process is not None:
                 handle.process.close()
+        for process, _ in self.spawned.values():
+            if process is not None:
+                process.close()
 
 
 def legacy_generation(spec: WMSpec, options: dict) -> GenerationDefaults:

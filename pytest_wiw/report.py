@@ -22,6 +22,7 @@ _TEST_ID = re.compile(r"::(?P<test>test_\w+)\[(?P<wm>[^\]]+)\]")
 FIGURE_KEYS = ("load_seconds", "seconds_per_generation", "load_host_peak_bytes", "load_gpu_peak_bytes",
                "baseline_diff_mean_abs", "baseline_diff_max_abs", "baseline_diff_psnr_db", "determinism_max_abs",
                "batch_diff_max_abs", "seed_diff_mean_abs", "peak_host_bytes", "peak_gpu_bytes",
+               "weight_audit_seconds",
                *(f"ground_truth_{m}_{k}" for m in ("psnr", "ssim") for k in ("improvement", "ci_low", "ci_high",
                                                                               "win_rate")))
 #: A check's recorded one-line summary (a junit property): the report's message of that check when it passes.
@@ -71,6 +72,9 @@ class ReportCollector:
             for key in FIGURE_KEYS:
                 if key in check["metrics"]:
                     figures[key] = check["metrics"][key]
+        offload = (worker.get("wrapper_stats") or {}).get("offload") or {}
+        if "swaps" in offload:
+            figures["offload_swaps"], figures["offload_swap_seconds"] = offload["swaps"], offload["swap_seconds"]
         checkpoint = dict(worker.get("checkpoint") or {}) or None
         readable = self.checks[wm_type].get("checkpoint readable", {}).get("metrics", {})
         if checkpoint is not None and "checkpoint_sha256" in readable:
@@ -85,6 +89,7 @@ class ReportCollector:
             "expected_failures": {**spec.expected_failures,
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
             "checks": checks, "figures": figures, "ground_truth": worker.get("ground_truth"),
+            "wrapper_stats": worker.get("wrapper_stats") or {},
         }
 
     def preset(self, wm_type: str) -> dict | None:
@@ -182,6 +187,7 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
                      f"{f['generations']} | {f.get('load_seconds', '-')} | {f.get('seconds_per_generation', '-')} "
                      f"| {diff} |")
     lines += ground_truth_tables(reports)
+    lines += cost_lines(reports)
     blocked = [(r["wm_type"], c) for r in reports for c in r["checks"] if c["outcome"] == "blocked"]
     if blocked:
         lines += ["", "## Blocked checks", ""] + [f"- **{w}** / {c['name']}: {c['message']}" for w, c in blocked]
@@ -212,6 +218,23 @@ def ground_truth_tables(reports: list[dict]) -> list[str]:
         lines += [f"| {e['episode']} | {e['psnr_ft']:.3f} | {e['psnr_zero_shot']:.3f} | {e['winner']} |"
                   for e in gt["episodes"]]
     return lines
+
+
+def cost_lines(reports: list[dict]) -> list[str]:
+    """The load's parts and the component swaps (--wm-offload) per wm_type that reported them."""
+    rows = []
+    for r in reports:
+        f = r["figures"]
+        offload = (r.get("wrapper_stats") or {}).get("offload") or {}
+        if "weight_audit_seconds" not in f and not offload:
+            continue
+        swaps = (f"{offload['swaps']} in {offload['swap_seconds']} s" if "swaps" in offload else "-")
+        rows.append(f"| {r['wm_type']} | {f.get('load_seconds', '-')} | {f.get('weight_audit_seconds', '-')} | "
+                    f"{offload.get('mode', '-')} | {swaps} |")
+    if not rows:
+        return []
+    return ["", "## Load and component swaps", "", "| wm_type | load s | weight audit s | offload | swaps |",
+            "| --- | --- | --- | --- | --- |", *rows]
 
 
 def root_causes(reports: list[dict]) -> list[str]:

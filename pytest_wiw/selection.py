@@ -17,6 +17,7 @@ from .pool import PoolSettings, visible_gpus, xdist_worker_index
 from .presets import preset_options
 from .registry import WMSpec, load_registry
 from .tiny import default_cache_dir
+from .worldmodel import OFFLOAD_MODES, OFFLOAD_OPTION
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -81,7 +82,8 @@ def parse_selection(option, ini_expected_failures: list[str] = ()) -> Selection:
         request_timeout=parse_float("--wm-timeout", option.wm_timeout),
         python=parse_python(option.wm_worker_python),
         tiny_cache=str(default_cache_dir()),
-        options=parse_options(option.wm_opt), worker_index=xdist_worker_index(), worker_cmds=worker_cmds,
+        options=with_offload(parse_options(option.wm_opt), getattr(option, "wm_offload", OFFLOAD_MODES[0])),
+        worker_index=xdist_worker_index(), worker_cmds=worker_cmds,
         preset_options={name: preset_options(preset, name) for name in names} if preset else {},
     )
     return Selection(
@@ -234,6 +236,15 @@ def parse_python(value: str | None) -> str:
     if not (os.path.isfile(value) and os.access(value, os.X_OK)):
         raise UsageError(f"--wm-worker-python {value!r}: not an executable file")
     return value
+
+
+def with_offload(options: dict[str, str], offload: str) -> dict[str, str]:
+    """The wrapper options with ``--wm-offload`` under OFFLOAD_OPTION (``--wm-opt offload=`` wins)."""
+    out = {OFFLOAD_OPTION: offload, **options}
+    if out[OFFLOAD_OPTION] not in OFFLOAD_MODES:
+        raise UsageError(f"--wm-opt {OFFLOAD_OPTION}={out[OFFLOAD_OPTION]!r}: expected one of "
+                         f"{', '.join(OFFLOAD_MODES)}")
+    return out
 
 
 def parse_options(values: list[str]) -> dict[str, str]:

@@ -187,6 +187,16 @@ class WMSubject:
             self._handle = self.pool.get(self.spec, self.base_spec, ckpt, base)
         return self._handle
 
+    def start_worker_early(self) -> None:
+        """Start the worker of a given checkpoint now, without waiting for its load (``worker()`` waits later):
+        the readable check hashes the files while the worker imports and loads. Call it only once the
+        checkpoint's headers parsed here, as ``worker()`` would check first."""
+        if self._handle is not None or self.legacy_command:
+            return
+        ckpt, base = self.checkpoint_paths()
+        if ckpt is not None:  # the embedded default's worker is started already: it builds the path
+            self.pool.prestart(self.spec, self.base_spec, ckpt, base)
+
     def ready(self) -> dict:
         """The worker's ``ready`` report; WorkerNotReady when it failed to load."""
         handle = self.worker()
@@ -273,7 +283,14 @@ class WMSubject:
             notes += [n for n in gen.reply.get("notes", []) if n not in notes]
         return {"checkpoint": ready.get("ckpt"), "base_checkpoint": ready.get("base_ckpt"),
                 "environment": ready.get("environment", {}), "generation": ready.get("generation"), "notes": notes,
-                "legacy_command": self.legacy_command, "tasks": ready.get("tasks") or list(self.spec.tasks)}
+                "legacy_command": self.legacy_command, "tasks": ready.get("tasks") or list(self.spec.tasks),
+                "wrapper_stats": self._latest_wrapper_stats(ready)}
+
+    def _latest_wrapper_stats(self, ready: dict) -> dict:
+        """The wrapper's own figures (offload swaps...) as of its last floor generation, else as of ready."""
+        replies = [g.reply for g in self._floor_generations() if "wrapper_stats" in g.reply]
+        latest = max(replies, key=lambda reply: reply.get("generations", 0), default=ready)
+        return latest.get("wrapper_stats") or {}
 
     def _floor_generations(self) -> list[Generation]:
         if self._floor is None:

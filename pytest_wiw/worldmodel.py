@@ -23,6 +23,13 @@ from .request import GenerationRequest
 if TYPE_CHECKING:
     import torch
 
+#: The ``options`` key under which the worker passes ``--wm-offload`` to a wrapper.
+OFFLOAD_OPTION = "offload"
+#: ``--wm-offload`` values: ``pinned`` (default) keeps an FT type's idle component (the base's while the
+#: fine-tune runs, the fine-tune's inside ``zero_shot()``) in pinned host memory and swaps it in when needed;
+#: ``none`` keeps both on the device. Wrappers with nothing to swap ignore it.
+OFFLOAD_MODES = ("pinned", "none")
+
 
 class WorldModel(ABC):
     """A video world model under test. Subclass it, and name the subclass in ``register_wm``.
@@ -84,6 +91,14 @@ class WorldModel(ABC):
 
     def components(self) -> dict[str, object]:
         """The running torch modules by component name (``transformer``, ``vae``, ...)."""
+        return {}
+
+    def stats(self) -> dict:
+        """Figures the wrapper measures itself, for the worker's stats and the report: JSON values only.
+
+        Component-swap FT wrappers report their offload here (``{"offload": {"swaps": 2, "swap_seconds":
+        0.8, ...}}``, wrappers.offload). Default: none.
+        """
         return {}
 
     @classmethod

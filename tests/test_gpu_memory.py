@@ -51,3 +51,23 @@ def test_gpu_memory_comes_back_after_ctrl_c(tmp_path, run_env):
     proc.communicate(timeout=120)
     time.sleep(2)
     assert free_bytes() >= before - NOISE_BYTES
+
+
+#: Issue 15's bound: an FT type's floor (FT and zero-shot calls) within this factor of its base alone.
+FT_OVER_BASE_MAX = 1.05
+
+
+def test_ft_and_zero_shot_peak_stays_near_the_base_alone_with_offload(tmp_path, run_env):
+    """--wm-offload pinned (the default): FTcosmos's worker, which also runs the base inside zero_shot(),
+    peaks within FT_OVER_BASE_MAX of cosmos20's worker (the base pipeline alone), and reports its two swaps."""
+    import json
+
+    workdir = make_checks_dir(tmp_path / "run")
+    run = run_checks(workdir, run_env, "--wm", "cosmos20,FTcosmos", "--wm-device", "cuda",
+                     f"--wm-report={workdir / 'out'}")
+    assert run.returncode == 0, run.output[-3000:]
+    base = int(run["test_memory_stable[cosmos20]"].properties["peak_gpu_bytes"])
+    ft = int(run["test_memory_stable[FTcosmos]"].properties["peak_gpu_bytes"])
+    assert ft <= FT_OVER_BASE_MAX * base, (ft, base)
+    offload = json.loads((workdir / "out" / "FTcosmos.json").read_text())["wrapper_stats"]["offload"]
+    assert offload["pinned"] is True and offload["swaps"] == 2

@@ -14,7 +14,8 @@ Such an FT checkpoint holds one fine-tuned component (a transformer, a UNet), in
 The wrapper loads its base pipeline and the component, checks that the component's architecture
 fields agree with the base pipeline's, and builds a second pipeline of the base's class that shares
 every other module with the base. ``zero_shot()`` runs the base pipeline instead: no reload, and the
-base output comes back bitwise.
+base output comes back bitwise. With ``--wm-offload pinned`` (the default) the component that does not
+run waits in host memory and is swapped in when it is needed (wrappers.offload).
 
 Each wrapper describes its own pieces in a ``FineTunedComponent`` (which component, how it loads,
 which config fields must agree, how the base pipeline loads); the steps they share are here.
@@ -36,6 +37,7 @@ import torch
 from pytest_wiw.api import Checkpoint, CheckpointError, WorldModel, lookup_tensor
 
 from .diffusers_setup import write_tiny_card
+from .offload import PINNED, ModuleOffload
 
 #: What ``from_pretrained`` raises for a folder it cannot load as the class asked for.
 LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError)
@@ -79,8 +81,12 @@ class ComponentSwap:
     Built from a base pipeline alone (a zero-shot type), both are the base pipeline.
     """
 
+    #: ModuleOffload's names of the two versions of the swapped component.
+    BASE, FINE_TUNED = "base", "fine-tuned"
+
     def __init__(self, base_pipe, ft_pipe=None, *, ft_module=None, key_prefix: str = "",
-                 whole_pipeline: bool = False, notes: list[str] | None = None) -> None:
+                 whole_pipeline: bool = False, notes: list[str] | None = None,
+                 offload: ModuleOffload | None = None) -> None:
         self.base_pipe = base_pipe
         self.ft_pipe = ft_pipe
         #: The fine-tuned module whose tensors the FT checkpoint's keys name (None for a zero-shot type).
@@ -91,6 +97,8 @@ class ComponentSwap:
         self.whole_pipeline = whole_pipeline
         #: Sentences for the report on how the FT checkpoint was read (the wrapper adds them to its notes).
         self.notes = list(notes or [])
+        #: Which version of the component is on the device, the other in host memory (None: both on it).
+        self.offload = offload
         #: The pipeline that runs now.
         self.pipe = ft_pipe if ft_pipe is not None else base_pipe
 
@@ -102,11 +110,24 @@ class ComponentSwap:
     def zero_shot(self) -> Iterator[None]:
         """Run the base pipeline inside; whatever ran before comes back after, on an error too."""
         previous = self.pipe
+        self._place(self.base_pipe)
         self.pipe = self.base_pipe
         try:
             yield
         finally:
+            self._place(previous)
             self.pipe = previous
+
+    def _place(self, pipe) -> None:
+        """With offload, the component of ``pipe`` swapped onto the device."""
+        if self.offload is not None:
+            self.offload.activate(self.BASE if pipe is self.base_pipe else self.FINE_TUNED)
+
+    def stats(self) -> dict:
+        """What offloading cost so far (swaps, seconds), or that it is off; {} for a zero-shot type."""
+        if self.ft_pipe is None:
+            return {}
+        return {"offload": self.offload.stats() if self.offload is not None else {"mode": "none"}}
 
     def running_tensor(self, key: str) -> torch.Tensor | None:
         """The fine-tuned module's tensor for an FT checkpoint key (bare name, or ``<folder>/<name>``)."""
@@ -143,6 +164,10 @@ class ComponentSwapModel(WorldModel):
         """Run the base pipeline's own component inside; a zero-shot type runs it anyway."""
         return self._swap.zero_shot()
 
+    def stats(self) -> dict:
+        """The component swap's offload figures (wrappers.offload), for the worker's stats and the report."""
+        return self._swap.stats()
+
     def running_tensor(self, key: str) -> torch.Tensor | None:
         """FT: the fine-tuned module's tensor for a checkpoint key (inside ``zero_shot()`` too)."""
         if not self._swap.is_fine_tuned:
@@ -174,8 +199,9 @@ class ComponentSource:
 
 
 def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, component: FineTunedComponent,
-                        *, dtype: torch.dtype, device: str) -> ComponentSwap:
-    """Load the base pipeline and the fine-tuned component, check that they fit, and pair them."""
+                        *, dtype: torch.dtype, device: str, offload: str = PINNED) -> ComponentSwap:
+    """Load the base pipeline and the fine-tuned component, check that they fit, and pair them (with the
+    ``offload`` mode of wrappers.offload)."""
     base_ckpt = require_base_pipeline(spec, ckpt, base_ckpt, component.base_folder)
     source = component_source(spec, ckpt, base_ckpt, component)
     with staged_component(source) as folder:
@@ -186,14 +212,49 @@ def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, co
         base_pipe = component.load_base(base_ckpt, dtype, device)
         ft_module = component.load(folder, dtype)
     check_fits_base(component, ft_module, base_pipe, folder=source.weights[0].parent, base_path=base_ckpt.path)
-    ft_module.to(device)
     ft_module.eval()
-    # Shares every other module with the base pipeline (the scheduler's state is per call, and the two
-    # pipelines never run at once).
     ft_pipe = type(base_pipe)(**{**base_pipe.components, component.name: ft_module})
+    return pair_pipelines(base_pipe, ft_pipe, component.name, device=device, offload=offload,
+                          key_prefix=source.key_prefix, whole_pipeline=source.whole_pipeline, notes=source.notes)
+
+
+def pair_pipelines(base_pipe, ft_pipe, names, *, device: str, offload: str, key_prefix: str = "",
+                   whole_pipeline: bool = False, notes: list[str] | None = None, ft_module=None) -> ComponentSwap:
+    """The ComponentSwap of a base pipeline and an FT pipeline that differ in component(s) ``names`` (the FT's
+    still on the CPU as they loaded): the FT's are placed on ``device``, and with ``offload`` pinned the base's
+    go to host memory until ``zero_shot()`` needs them (wrappers.offload).
+
+    The FT pipeline shares every other module with the base pipeline (the scheduler's state is per call, and
+    the two pipelines never run at once). ``ft_module`` (default: the one component of ``names``) is the
+    module whose tensors the FT checkpoint's keys name.
+    """
+    names = [names] if isinstance(names, str) else list(names)
+    ft_modules = [getattr(ft_pipe, n) for n in names]
+    if ft_module is None and len(names) == 1:
+        ft_module = ft_modules[0]
     ft_pipe.set_progress_bar_config(disable=True)
-    return ComponentSwap(base_pipe, ft_pipe, ft_module=ft_module, key_prefix=source.key_prefix,
-                         whole_pipeline=source.whole_pipeline, notes=source.notes)
+    notes = list(notes or [])
+    modules = None
+    if offload == PINNED:
+        modules = ModuleOffload({ComponentSwap.BASE: [getattr(base_pipe, n) for n in names],
+                                 ComponentSwap.FINE_TUNED: ft_modules}, device, resident=ComponentSwap.FINE_TUNED)
+        notes.append(offload_note(" and ".join(names), modules))
+    else:
+        for module in ft_modules:
+            module.to(device)
+    return ComponentSwap(base_pipe, ft_pipe, ft_module=ft_module, key_prefix=key_prefix,
+                         whole_pipeline=whole_pipeline, notes=notes, offload=modules)
+
+
+def offload_note(name: str, modules: ModuleOffload) -> str:
+    """The report's sentence on where the idle version of the component waits."""
+    if modules.device.type == "cpu":
+        return (f"--wm-offload pinned: the device is the CPU, so the idle {name} is in host memory anyway (no copy, "
+                "no pinning); zero_shot() swaps which one runs without moving weights")
+    where = "pinned host memory" if modules.pinned else "host memory"
+    return (f"--wm-offload pinned: one {name} on {modules.device} at a time; the idle one waits in {where} "
+            f"({modules.host_bytes() / 2**30:.2f} GiB for both versions) and zero_shot() copies the base's in and "
+            "back out (--wm-offload none keeps both on the device)")
 
 
 def component_source(spec, ckpt: Checkpoint, base_ckpt: Checkpoint, component: FineTunedComponent) -> ComponentSource:

@@ -44,6 +44,7 @@ from .component_swap import (
     save_tiny_fine_tune,
 )
 from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
+from .offload import offload_mode
 
 # Generation settings of the tiny checkpoints make_tiny writes (carried in their cards).
 TINY_GENERATION = {
@@ -157,7 +158,8 @@ class Cosmos2VideoToWorld(ComponentSwapModel):
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         if spec.is_ft:
-            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device)
+            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device,
+                                             offload=offload_mode(self.options))
             return
         if ckpt.format != "diffusers":
             raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers Cosmos2VideoToWorldPipeline "

@@ -58,13 +58,14 @@ from pytest_wiw.api import CheckpointError, GenerationRequest, RequestError, Spe
 
 from . import svd
 from .component_swap import (
-    ComponentSwap,
     ComponentSwapModel,
     FineTunedComponent,
     check_fits_base,
+    pair_pipelines,
     require_base_pipeline,
 )
 from .diffusers_setup import write_tiny_card
+from .offload import offload_mode
 
 # -- WIW's numbers ---------------------------------------------------------------------------------
 #: Action vector widths WIW's igen checkpoints take, per task (``--action_input_channel``).
@@ -506,10 +507,9 @@ class ActionConditionedSVD(ComponentSwapModel):
         self._check_frames(base_pipe.vae_scale_factor)
         unet = load_svdagger_unet(folder, files, channels, dtype)
         check_fits_base(SVDAGGER_UNET, unet, base_pipe, folder=folder, base_path=base_ckpt.path)
-        unet.to(device)
         ft_pipe = SVDaggerPipeline(**{**base_pipe.components, "unet": unet})
-        ft_pipe.set_progress_bar_config(disable=True)
-        self._swap = ComponentSwap(base_pipe, ft_pipe, ft_module=unet, key_prefix=prefix)
+        self._swap = pair_pipelines(base_pipe, ft_pipe, "unet", device=device, offload=offload_mode(self.options),
+                                    key_prefix=prefix)
         self.notes.append(f"action_input_channel {channels} (add_action_proj.proj.weight), serves {self.task}: "
                           f"{how}")
 

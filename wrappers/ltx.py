@@ -43,6 +43,7 @@ from .component_swap import (
     save_tiny_fine_tune,
 )
 from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
+from .offload import offload_mode
 
 #: Generation settings the tiny checkpoints declare in their cards: a pipeline call takes ~25 ms on one CPU
 #: thread (latents 8 x 2 x 4 x 4; the 9 decoded frames are subsampled to 4).
@@ -112,7 +113,8 @@ class LTXImageToVideo(ComponentSwapModel):
             if spec.finetune != "transformer":
                 raise CheckpointError(f"{spec.name}: this wrapper swaps in a fully fine-tuned transformer "
                                       f"(finetune='transformer'), not finetune={spec.finetune!r}")
-            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device)
+            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device,
+                                             offload=offload_mode(self.options))
             return
         if ckpt.format != "diffusers":
             raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers LTXImageToVideoPipeline "

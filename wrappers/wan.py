@@ -30,6 +30,7 @@ from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest, World
 
 from .component_swap import ComponentSwap
 from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
+from .offload import offload_mode
 from .wan_finetune import FullFineTune, load_diffusers_folders, load_native_state_dicts
 from .wan_lora import AdapterSwitch, LoadedLora, load_wan_lora, save_diffsynth_epochs
 
@@ -143,7 +144,8 @@ class WanImageToVideo(WorldModel):
                 self._note(f"{ckpt.rel(file)}: LoRA ({naming}) loaded into {component}")
         elif fmt == "safetensors":
             routes = [(c, f, self._key_prefix(f)) for c, f in self._routes()]
-            self.full = load_native_state_dicts(pipe, routes, what=self.ARCH, dtype=dtype, device=device)
+            self.full = load_native_state_dicts(pipe, routes, what=self.ARCH, dtype=dtype, device=device,
+                                                offload=offload_mode(self.options))
             for component, file, _ in routes:
                 self._note(f"{ckpt.rel(file)}: full fine-tune of {component} (state dict in DiffSynth / original "
                            "Wan names, mapped to diffusers' with the names of diffusers' Wan conversion)")
@@ -154,11 +156,13 @@ class WanImageToVideo(WorldModel):
                 raise CheckpointError(f"{ckpt.path}: {', '.join(unknown)}: not a transformer of the {self.ARCH} "
                                       f"pipeline (a full fine-tune holds {' and/or '.join(self.EXPERTS)} folders)")
             self.full = load_diffusers_folders(pipe, folders, what=self.ARCH, base_path=base_path, dtype=dtype,
-                                               device=device)
+                                               device=device, offload=offload_mode(self.options))
             for component in folders:
                 self._note(f"{component}/: full fine-tune of {component} (diffusers folder)")
         if self.full is not None:
             self._swap = self.full.swap
+            for note in self._swap.notes:
+                self._note(note)
         self._note(f"post-train detected: {FINE_TUNE_KINDS[fmt]} (the registry declares finetune="
                    f"{self.spec.finetune!r})")
         for component in self.EXPERTS:
@@ -209,6 +213,10 @@ class WanImageToVideo(WorldModel):
         if not self.spec.is_ft:
             return super().zero_shot()
         return self._swap.zero_shot() if self.full is not None else self._adapter_off()
+
+    def stats(self) -> dict:
+        """A full fine-tune's offload figures (wrappers.offload); a LoRA has nothing to swap."""
+        return self._swap.stats()
 
     def _adapter_off(self):
         """The context in which the LoRA adapters are off."""

@@ -11,7 +11,9 @@ Two layouts WIW users have:
   ``config.json``, as WIW's ``wan22_i2v_model.py --ft_dir`` reads them.
 
 Either way the fine-tuned transformers join a second pipeline that shares every other module with
-the base one; ``zero_shot()`` runs the base pipeline (no reload, bitwise base output).
+the base one; ``zero_shot()`` runs the base pipeline (no reload, bitwise base output). They load on the
+CPU; with ``--wm-offload pinned`` (the default) only one version of the transformers is on the device at a
+time (wrappers.offload).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 
 from pytest_wiw.api import CheckpointError, lookup_tensor
 
-from .component_swap import ComponentSwap, FineTunedComponent, check_fits_base, load_component
+from .component_swap import ComponentSwap, FineTunedComponent, check_fits_base, load_component, pair_pipelines
 from .wan_lora import listing, normalize_key
 from .wan_native import to_diffusers
 
@@ -53,18 +55,18 @@ class FullFineTune:
 
 
 def load_native_state_dicts(base_pipe, routes: list[tuple[str, Path, str]], *, what: str,
-                            dtype: torch.dtype, device: str) -> FullFineTune:
+                            dtype: torch.dtype, device: str, offload: str) -> FullFineTune:
     """DiffSynth full fine-tunes: ``routes`` are (component, file, key prefix in the checkpoint) triples."""
     modules, key_map = {}, {}
     for component, file, key_prefix in routes:
         module, names = _load_native(getattr(base_pipe, component), file, what=f"{what} {component}", dtype=dtype)
-        modules[component] = module.to(device).eval()
+        modules[component] = module.eval()
         key_map.update({key_prefix + k: (component, n) for k, n in names.items()})
-    return FullFineTune(_swap_in(base_pipe, modules), modules, key_map)
+    return FullFineTune(_swap_in(base_pipe, modules, device, offload), modules, key_map)
 
 
 def load_diffusers_folders(base_pipe, folders: dict[str, Path], *, what: str, base_path: Path,
-                           dtype: torch.dtype, device: str) -> FullFineTune:
+                           dtype: torch.dtype, device: str, offload: str) -> FullFineTune:
     """diffusers full fine-tunes: {component: its folder (config.json + weights)}."""
     modules = {}
     for component, folder in folders.items():
@@ -74,16 +76,14 @@ def load_diffusers_folders(base_pipe, folders: dict[str, Path], *, what: str, ba
         spec = FineTunedComponent(name=component, label=f"fine-tuned {component}", arch_fields=ARCH_FIELDS,
                                   load=None, load_base=None)
         check_fits_base(spec, module, base_pipe, folder=folder, base_path=base_path)
-        modules[component] = module.to(device).eval()
-    return FullFineTune(_swap_in(base_pipe, modules), modules)
+        modules[component] = module.eval()
+    return FullFineTune(_swap_in(base_pipe, modules, device, offload), modules)
 
 
-def _swap_in(base_pipe, modules: dict) -> ComponentSwap:
+def _swap_in(base_pipe, modules: dict, device: str, offload: str) -> ComponentSwap:
     """The base pipeline paired with one that runs ``modules`` instead (all else shared)."""
     ft_pipe = type(base_pipe)(**{**base_pipe.components, **modules})
-    ft_pipe.set_progress_bar_config(disable=True)
-    only = next(iter(modules.values())) if len(modules) == 1 else None
-    return ComponentSwap(base_pipe, ft_pipe, ft_module=only)
+    return pair_pipelines(base_pipe, ft_pipe, list(modules), device=device, offload=offload)
 
 
 def _load_native(base_module, file: Path, *, what: str, dtype: torch.dtype):
@@ -116,7 +116,20 @@ def _load_native(base_module, file: Path, *, what: str, dtype: torch.dtype):
     if unfilled:
         raise CheckpointError(f"{file}: a full fine-tune must fill every parameter of the {what} (WIW loads it "
                               f"with a strict load_state_dict); {len(unfilled)} are missing:" + listing(unfilled))
-    module = copy.deepcopy(base_module).to(dtype=dtype)
+    module = _host_copy_of(base_module).to(dtype=dtype)
     module.load_state_dict({names[k]: t for k, t in tensors.items()}, strict=True)
     return module, names
+
+
+def _host_copy_of(module: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``module`` built in host memory, whatever device it is on (a copy on the device would
+    hold two transformers there at once): its parameters uninitialised (the strict load that follows fills
+    every one), its buffers copied (non-persistent ones, rotary tables, are in no state dict)."""
+    memo = {}
+    for p in module.parameters():
+        memo[id(p)] = torch.nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device="cpu"),
+                                         requires_grad=p.requires_grad)
+    for b in module.buffers():
+        memo[id(b)] = b.detach().to("cpu", copy=True)
+    return copy.deepcopy(module, memo)
 

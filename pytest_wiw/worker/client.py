@@ -62,6 +62,8 @@ class WorkerProcess:
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, label: str):
         self.label = label
         self.log_path = log_path
+        #: time.monotonic() when the process was started (a load timeout counts from here)
+        self.started = time.monotonic()
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      env=env, start_new_session=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import platform
 import signal
@@ -34,6 +35,8 @@ class Worker:
         self.model = None
         self.generations = 0
         self.started = time.monotonic()
+        #: seconds the weight audit took at load (audit_weights: checkpoint tensors against running tensors)
+        self.audit_seconds: float | None = None
 
     # -- start-up ----------------------------------------------------------------------------
     def load(self) -> dict:
@@ -81,10 +84,13 @@ class Worker:
             raise TypeError(hint)
         load_seconds = time.perf_counter() - t0
         index = ckpt.tensor_index()
+        t0 = time.perf_counter()
         audit = audit_weights(self.model, ckpt, index)
+        audit_seconds = self.audit_seconds = time.perf_counter() - t0
         fingerprints = {k: fp.to_dict() for k, fp in self.model.weight_fingerprints().items()}
         return {
             "type": "ready", "wm_type": spec.name, "pid": os.getpid(), "load_seconds": load_seconds,
+            "weight_audit_seconds": audit_seconds, "wrapper_stats": self.wrapper_stats(),
             "wrapper_version": str(getattr(cls, "version", "0")),
             "memory": memory_report(), "fingerprints": fingerprints,
             "fingerprint_keys": ckpt.fingerprint_keys(), "unmapped_keys": audit.unmapped,
@@ -110,7 +116,9 @@ class Worker:
                 return
             if kind == "stats":
                 write_frame(self.out, {"type": "stats", "generations": self.generations, "memory": memory_report(),
-                                       "uptime": time.monotonic() - self.started})
+                                       "uptime": time.monotonic() - self.started,
+                                       "weight_audit_seconds": self.audit_seconds,
+                                       "wrapper_stats": self.wrapper_stats()})
             elif kind == "generate":
                 self.handle_generate(header, arrays)
             else:
@@ -149,13 +157,24 @@ class Worker:
         try:  # encoded whole before anything is written: a refused frame leaves the stream intact
             reply = encode_frame({"type": "result", "seconds": seconds, "variant": variant,
                                   "nonfinite": self.model.nonfinite_seen, "notes": list(self.model.notes),
-                                  "generations": self.generations, "memory": memory_report()},
+                                  "generations": self.generations, "memory": memory_report(),
+                                  "wrapper_stats": self.wrapper_stats()},
                                  {"frames": frames})
         except ProtocolError as exc:
             self.reply_error(exc, stage="generate")
             return
         self.out.write(reply)
         self.out.flush()
+
+    def wrapper_stats(self) -> dict:
+        """``model.stats()`` (offload swaps...), or what went wrong asking for it: a broken stats() costs
+        its figures, never a reply."""
+        try:
+            stats = self.model.stats()
+            json.dumps(stats)
+            return stats
+        except Exception as exc:
+            return {"error": f"{type(self.model).__name__}.stats() failed: {type(exc).__name__}: {exc}"}
 
     def reply_error(self, exc: BaseException, *, stage: str, field: str | None = None) -> None:
         write_frame(self.out, {"type": "error", "stage": stage, "error_type": type(exc).__name__,
