@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 SIDE = r"""
-import dataclasses, json, resource, sys, torch
+import dataclasses, hashlib, json, resource, sys, torch
 from pytest_wiw.checkpoint import open_checkpoint
 from pytest_wiw.registry import get_spec
 from pytest_wiw.request import GenerationRequest
@@ -45,15 +45,17 @@ model = load_wrapper_class(spec.wrapper)(spec, ckpt, base_ckpt=base, device=cfg[
 g, task = spec.defaults, model.tasks[0]
 r = GenerationRequest(images=reference_image(g.height, g.width)[None], actions=[REFERENCE_ACTIONS[task]],
                       task_type=task, seed=0, request_model_name=spec.name)
-model.generate(r)
+digest = lambda video: hashlib.sha256(video.tobytes()).hexdigest()[:16]
+digests = {cfg["side"]: digest(model.generate(r))}
 if cfg["side"] == "ft":
     with model.zero_shot():
-        model.generate(r)
-    model.generate(r)
+        digests["zero_shot"] = digest(model.generate(r))
+    digests["ft_again"] = digest(model.generate(r))
 cuda = cfg["device"].startswith("cuda")
 print(json.dumps({"peak_bytes": torch.cuda.max_memory_allocated() if cuda else
                   resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                  "measure": "gpu max_memory_allocated" if cuda else "host peak RSS", "stats": model.stats()}))
+                  "measure": "gpu max_memory_allocated" if cuda else "host peak RSS", "stats": model.stats(),
+                  "digests": digests}))
 """
 
 
@@ -77,8 +79,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     rows = []
-    print("| FT type | offload | base alone | FT + zero-shot | ratio | swaps |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| FT type | offload | base alone | FT + zero-shot | ratio | swaps | zero-shot == base | FT digest |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for item in args.types:
         ft_type, _, path = item.partition("=")
         base, ft = side(ft_type, path or None, "base", args), side(ft_type, path or None, "ft", args)
@@ -87,9 +89,14 @@ def main(argv: list[str]) -> None:
         rows.append({"ft_type": ft_type, "checkpoint": path or "tiny default", "offload": args.offload,
                      "device": args.device, "dtype": args.dtype, "measure": ft["measure"],
                      "base_peak_bytes": base["peak_bytes"], "ft_peak_bytes": ft["peak_bytes"],
-                     "ratio": round(ratio, 4), "offload_stats": offload})
+                     "ratio": round(ratio, 4), "offload_stats": offload,
+                     # sha256 of each output: pinned and none must agree, zero_shot must equal base (bitwise)
+                     "digests": {**base["digests"], **ft["digests"]},
+                     "zero_shot_equals_base": ft["digests"]["zero_shot"] == base["digests"]["base"],
+                     "ft_repeatable": ft["digests"]["ft"] == ft["digests"]["ft_again"]})
         print(f"| {ft_type} | {args.offload} | {base['peak_bytes'] / 2**30:.2f} GiB | {ft['peak_bytes'] / 2**30:.2f} GiB "
-              f"| {ratio:.3f}x | {offload.get('swaps', '-')} ({offload.get('swap_seconds', '-')} s) |", flush=True)
+              f"| {ratio:.3f}x | {offload.get('swaps', '-')} ({offload.get('swap_seconds', '-')} s) "
+              f"| {rows[-1]['zero_shot_equals_base']} | {ft['digests']['ft']} |", flush=True)
         if args.json is not None:
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
