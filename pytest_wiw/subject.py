@@ -164,6 +164,8 @@ class WMSubject:
         if path is None:  # the worker built it; a worker that failed to load still said where
             handle = self.worker()
             resolved = handle.process.resolved if handle.process is not None else None
+            if resolved and resolved.get("error"):  # the wrapper's make_tiny did not return what it wrote
+                raise CheckpointError(resolved["error"])
             path = resolved["ckpt"] if resolved else self.ready()["ckpt"]["path"]
         return open_checkpoint(path, self.variant, epoch=self.epoch_option)
 

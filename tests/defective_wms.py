@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -156,6 +157,23 @@ class IgnoresLimitsSVD(StableVideoDiffusion):
             super().validate_request(request)
         finally:
             worldmodel.check_request_limits = enforce
+
+
+class TinyParentSVD(StableVideoDiffusion):
+    """Its make_tiny writes the tiny checkpoint into out_dir, then returns the folder above it."""
+
+    @classmethod
+    def make_tiny(cls, wm_type, out_dir, *, base=None, seed=0):
+        return Path(super().make_tiny(wm_type, out_dir, base=base, seed=seed)).parent
+
+
+class ZeroShotNotAContextManagerWan(WanImageToVideo):
+    """Its zero_shot() is a generator function without @contextlib.contextmanager: calling it returns a
+    generator, which `with` cannot enter."""
+
+    def zero_shot(self):  # the decorator forgotten
+        with self._adapter_off():
+            yield
 
 
 class CrashOnLoadSVD(StableVideoDiffusion):
@@ -351,9 +369,9 @@ UNPINNED = Path(__file__).parent / "unpinned-env.txt"
 UNPINNED.write_text("torch>=2.0\\ndiffusers\\n")
 
 
-def _copy(name, of, wrapper, env=None, expected_failures=None):
+def _copy(name, of, wrapper, env=None, expected_failures=None, module="defective_wms"):
     spec = get_spec(of)
-    register_wm(name, wrapper="defective_wms:" + wrapper, category=spec.category, base=spec.base,
+    register_wm(name, wrapper=f"{module}:{wrapper}", category=spec.category, base=spec.base,
                 finetune=spec.finetune, tasks=spec.tasks, defaults=spec.defaults,
                 env=env or str(spec.env_path()), expected_failures=expected_failures)
 
@@ -380,6 +398,10 @@ _copy("svd-hangs", "svd", "SlowSVD")
 # on the other xdist worker.
 _copy("svd-forks-and-hangs", "svd", "ForkingSlowSVD")
 _copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
+_copy("svd-make-tiny-returns-parent", "svd", "TinyParentSVD")
+_copy("FTwan21-zero-shot-not-a-context-manager", "FTwan21", "ZeroShotNotAContextManagerWan")
+# A wrapper string whose module does not exist (a module renamed, or a package not installed).
+_copy("svd-wrapper-not-found", "svd", "StableVideoDiffusion", module="defective_wms_renamed")
 # A second svd name, for the seeded variant of the WIW-style worker script (tests/wiw_workers/wiw_svd_worker.py)
 _copy("svd-wiw-seeded", "svd", "StableVideoDiffusion")
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
