@@ -21,6 +21,8 @@ LOCK_TIMEOUT_S = 600
 _COMPLETE = ".complete"
 # Hex digits of the wrapper source's sha256 in a cache entry's name: enough to tell two versions apart.
 SOURCE_DIGEST_CHARS = 12
+# What a checkpoint's weights are stored as (pickles are refused by the checks).
+WEIGHTS_SUFFIX = ".safetensors"
 
 
 class TinyCheckpointError(CheckpointError):
@@ -74,8 +76,6 @@ def ensure_one(spec: WMSpec, cache: Path, seed: int, base: Path | None = None) -
 def made_checkpoint(cls: type, wm_type: str, out_dir: Path, returned: object) -> Path:
     """What ``make_tiny`` returned, checked: a path in ``out_dir`` that opens as a checkpoint with weights.
     TinyCheckpointError naming ``make_tiny`` and what it should return, else."""
-    from .checkpoint import open_checkpoint
-
     call = f"{cls.__name__}.make_tiny({wm_type!r}, out_dir)"
     should = ("make_tiny must write the checkpoint into out_dir and return its path: out_dir itself for a folder "
               "(a diffusers pipeline, a transformer/ folder), or the weights file it wrote there (a LoRA "
@@ -89,12 +89,11 @@ def made_checkpoint(cls: type, wm_type: str, out_dir: Path, returned: object) ->
         raise TinyCheckpointError(f"{call} returned {returned}, which is not out_dir ({out_dir}) nor inside it"
                                   f"{' (its parent folder)' if written == root.parent else ''}: {should}")
     written = out_dir / written.relative_to(root)
-    try:
-        if not open_checkpoint(written).tensor_index():
-            raise CheckpointError(f"{written}: the checkpoint holds no tensors")
-    except CheckpointError as exc:
-        raise TinyCheckpointError(f"{call} returned {written}, which is not the checkpoint it wrote ({exc}): "
-                                  f"{should}") from None
+    # Existence and weights only: how the files open (variants, epochs) is the checkpoint check's business.
+    if not written.exists():
+        raise TinyCheckpointError(f"{call} returned {written}, which does not exist: {should}")
+    if not (written.suffix == WEIGHTS_SUFFIX if written.is_file() else any(written.rglob(f"*{WEIGHTS_SUFFIX}"))):
+        raise TinyCheckpointError(f"{call} returned {written}, which holds no {WEIGHTS_SUFFIX} weights: {should}")
     return written
 
 

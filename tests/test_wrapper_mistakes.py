@@ -45,8 +45,8 @@ def test_make_tiny_returning_its_checkpoint_is_accepted(written):
     (None, "returned None (a missing `return out_dir`?)"),
     (7, "returned a int, not a path"),
     ("PARENT", "nor inside it (its parent folder)"),
-    ("MISSING", "no such file or folder"),
-    ("EMPTY", "the folder holds no .safetensors weights"),
+    ("MISSING", "which does not exist"),
+    ("EMPTY", "which holds no .safetensors weights"),
 ])
 def test_make_tiny_returning_the_wrong_thing_is_named(written, returned, words):
     returned = {"PARENT": written.parent, "MISSING": written / "model", "EMPTY": written / "sub"}.get(returned, returned)
