@@ -212,6 +212,17 @@ class IgnoresLoraWan(WanImageToVideo):
                     param.zero_()
 
 
+class KeptGeneratorWan(WanImageToVideo):
+    """An FT wrapper that builds one generator at load and advances it with every request (WIW's wan22)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._generator = torch.Generator("cpu").manual_seed(0)
+
+    def generators(self, request):
+        return [self._generator for _ in request.seeds]
+
+
 class LeakyZeroShotWan(WanImageToVideo):
     """zero_shot() only halves the adapter instead of switching it off: a dishonest baseline."""
 
@@ -406,6 +417,7 @@ _copy("svd-wrapper-not-found", "svd", "StableVideoDiffusion", module="defective_
 _copy("svd-wiw-seeded", "svd", "StableVideoDiffusion")
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
 _copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")
+_copy("FTwan21-kept-generator", "FTwan21", "KeptGeneratorWan")
 # Declared known failures: strict xfail. The first declares true failures, the second a false one.
 _copy("svd-unseeded-declared", "svd", "UnseededSVD", expected_failures={
     "seed determinism": "upstream draws noise without a seed", "order independence": "same cause"})

@@ -63,6 +63,10 @@ ROWS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     # its zero-shot only halves the adapter: the baseline is not the base, so "FT vs zero-shot" compares the FT
     # with something else and is blocked by the honest baseline
     "FTwan21-leaky-zero-shot": (("honest_baseline",), {"differs_from_zero_shot": "honest baseline"}),
+    # an FT whose outputs change from call to call: its zero-shot Z (fourth call) against the base's first call
+    # says nothing of zero_shot(), nor does FT vs Z of the fine-tune
+    "FTwan21-kept-generator": (("seed_determinism",), dict.fromkeys(
+        SEEDS + ("honest_baseline", "differs_from_zero_shot"), "seed determinism")),
 }
 # Outcomes other than passed that a row holds for a reason of its own.
 OTHER = {("svd-dies-once", "memory_stable"): "skipped",  # G2 never answered: two calls reported memory
