@@ -23,6 +23,9 @@ SEEDS = ("batch_invariance", "order_independence", "seed_sensitivity")
 CONTRACT = ("seed_determinism", "property_contract_holds") + SEEDS
 GENERATION = ("output_contract", "memory_stable", "bad_request_rejected") + CONTRACT
 
+LOAD_FAILS = (("checkpoint_loads",), dict.fromkeys(GENERATION + ("checkpoint_applied",), "checkpoint loads"))
+CONTRACT_FAILS = (("output_contract",), dict.fromkeys(CONTRACT, "output contract"))
+
 # defective wm_type -> (checks that fail, {blocked check: the check that blocks it}). One failing check per
 # defect; the one row with two names its two defects.
 ROWS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -36,8 +39,20 @@ ROWS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "svd-ignores-checkpoint": (("checkpoint_applied",), {}),
     "svd-any-name": (("bad_request_rejected",), {}),
     "svd-ignores-limits": (("bad_request_rejected",), {}),
-    "svd-crash-on-load": (("checkpoint_loads",), dict.fromkeys(GENERATION + ("checkpoint_applied",),
-                                                               "checkpoint loads")),
+    "svd-crash-on-load": LOAD_FAILS,
+    "svd-exit-on-load": LOAD_FAILS,
+    "svd-segfault-on-load": LOAD_FAILS,
+    # die on every generation: G1 fails the output contract, whose readers are blocked by it (G2, G3 are not
+    # sent); the worker is started again once, for the bad requests, which it rejects
+    "svd-dies-mid-request": CONTRACT_FAILS,
+    "svd-segfault": CONTRACT_FAILS,
+    "svd-exits-zero": CONTRACT_FAILS,
+    "svd-flood-then-die": CONTRACT_FAILS,
+    # return something no check could read as a video: the worker refuses to send it, and keeps serving
+    "svd-list-output": CONTRACT_FAILS,
+    "svd-none-output": CONTRACT_FAILS,
+    "svd-path-output": CONTRACT_FAILS,
+    "svd-3d-output": CONTRACT_FAILS,
     "svd-no-super-init": (("checkpoint_loads",), dict.fromkeys(GENERATION + ("checkpoint_applied",),
                                                                "checkpoint loads")),
     "svd-no-components": (("checkpoint_loads",), {"checkpoint_applied": "checkpoint loads"}),
@@ -70,7 +85,11 @@ ROWS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
 }
 # Outcomes other than passed that a row holds for a reason of its own.
 OTHER = {("svd-dies-once", "memory_stable"): "skipped",  # G2 never answered: two calls reported memory
-         ("svd-torch-output", "memory_stable"): "skipped"}  # no call returned a video, none reported memory
+         ("svd-torch-output", "memory_stable"): "skipped",  # no call returned a video, none reported memory
+         # G1 failed, so G2 and G3 were not sent: fewer than three calls to read memory from
+         **{(w, "memory_stable"): "skipped" for w in ("svd-dies-mid-request", "svd-segfault", "svd-exits-zero",
+                                                      "svd-flood-then-die", "svd-list-output", "svd-none-output",
+                                                      "svd-path-output", "svd-3d-output")}}
 # The words each failing check's message must hold: the cause, named.
 WORDS = {
     ("svd-unseeded", "seed_determinism"): "without the request's generator",
@@ -84,6 +103,16 @@ WORDS = {
     ("svd-any-name", "bad_request_rejected"): "another model's name: accepted",
     ("svd-ignores-limits", "bad_request_rejected"): "an image beyond the model's size limit: accepted",
     ("svd-crash-on-load", "checkpoint_loads"): "CUDA error: out of memory (simulated",
+    ("svd-exit-on-load", "checkpoint_loads"): "the worker exited with status 3 while loading the checkpoint",
+    ("svd-segfault-on-load", "checkpoint_loads"): "the worker was killed by SIGSEGV while loading the checkpoint",
+    ("svd-dies-mid-request", "output_contract"): "G1 (R, seed s, first call) failed: worker svd-dies-mid-request",
+    ("svd-segfault", "output_contract"): "killed by SIGSEGV while generating",
+    ("svd-exits-zero", "output_contract"): "exited with status 0 while generating",
+    ("svd-flood-then-die", "output_contract"): "exited with status 9 while generating",
+    ("svd-list-output", "output_contract"): "generate() returned a list, not an array",
+    ("svd-none-output", "output_contract"): "generate() returned None (a missing return statement?)",
+    ("svd-path-output", "output_contract"): "generate() returned a str, not an array",
+    ("svd-3d-output", "output_contract"): "generate() returned a 3-D array of shape",
     ("svd-no-super-init", "checkpoint_loads"): "NoSuperInitSVD.__init__ does not call super().__init__(spec, ckpt",
     ("svd-no-components", "checkpoint_loads"): "overrides neither components() nor running_tensor()",
     ("svd-dies-once", "batch_invariance"): "G2 (batch of R with seeds 1, 0) failed: worker svd-dies-once",
@@ -104,10 +133,21 @@ WORDS = {
     ("FTwan21-leaky-zero-shot", "honest_baseline"): "does not restore the base model",
 }
 DECLARED = ("svd-unseeded-declared", "svd-wrongly-declared")
-# The hang-at-load double runs alone with this load timeout (a tiny svd loads in seconds on an idle machine);
+# The hanging doubles (at load, in generate) run apart with these timeouts (a tiny svd loads in seconds on an idle machine);
 # the big run keeps the default, as a busy CI machine can take minutes to start twenty workers.
 HANG_LOAD_TIMEOUT_S = "30"
-HANG_ROW = (("checkpoint_loads",), dict.fromkeys(GENERATION + ("checkpoint_applied",), "checkpoint loads"))
+HANG_TIMEOUT_S = "30"
+# hanging wm_type -> (its row, outcomes other than passed for a reason of its own)
+HANG_ROWS = {
+    "svd-hangs-at-load": (LOAD_FAILS, {}),
+    "svd-hangs": (CONTRACT_FAILS, {"memory_stable": "skipped"}),  # G1 never answered: G2, G3 not sent
+    "svd-forks-and-hangs": (CONTRACT_FAILS, {"memory_stable": "skipped"}),  # the same, with a helper process
+}
+HANG_WORDS = {
+    "svd-hangs-at-load": ("checkpoint_loads", "no reply after the timeout while loading the checkpoint"),
+    "svd-hangs": ("output_contract", "no reply after the timeout while generating"),
+    "svd-forks-and-hangs": ("output_contract", "no reply after the timeout while generating"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +199,50 @@ def test_defect_gets_exactly_its_verdicts(run, wm_type):
     assert not wrong, wrong
 
 
-def test_hang_at_load_fails_the_load_alone_and_blocks_the_rest(tmp_path, run_env):
-    """The static checks judge the files the worker resolved before it hung; the rest wait on the load."""
-    hung = run_checks(make_checks_dir(tmp_path / "run"), run_env, "-n", "2", "--wm", "svd-hangs-at-load",
-                      f"--wm-load-timeout={HANG_LOAD_TIMEOUT_S}")
-    got, want = actual_row(hung, "svd-hangs-at-load"), expected_row("svd-hangs-at-load", HANG_ROW)
-    wrong = {c: (got.get(c), want[c], hung[f"test_{c}[svd-hangs-at-load]"].message[:300])
+@pytest.fixture(scope="module")
+def hung(tmp_path_factory, run_env):
+    return run_checks(make_checks_dir(tmp_path_factory.mktemp("hangs")), run_env, "-n", "2", "--wm",
+                      ",".join(HANG_ROWS), f"--wm-load-timeout={HANG_LOAD_TIMEOUT_S}", f"--wm-timeout={HANG_TIMEOUT_S}")
+
+
+@pytest.mark.parametrize("wm_type", HANG_ROWS)
+def test_a_hang_fails_its_own_check_and_blocks_the_rest(hung, wm_type):
+    """At load: the static checks judge the files the worker resolved before it hung, the rest wait on the load.
+    In generate: G1 times out (the output contract fails), the worker is stopped and started again for the
+    bad requests."""
+    got, want = actual_row(hung, wm_type), expected_row(wm_type, HANG_ROWS[wm_type][0])
+    want.update(HANG_ROWS[wm_type][1])
+    wrong = {c: (got.get(c), want[c], hung[f"test_{c}[{wm_type}]"].message[:300])
              for c in want if got.get(c) != want[c]}
     assert not wrong, wrong
-    assert "no reply after the timeout while loading the checkpoint" in \
-        hung["test_checkpoint_loads[svd-hangs-at-load]"].message
+    check, words = HANG_WORDS[wm_type]
+    assert words in hung[f"test_{check}[{wm_type}]"].message
     assert hung.returncode == 1 and "INTERNALERROR" not in hung.output
+
+
+# The six cases of issue #13, judged without xdist too (the big run and the hang run are `-n 2`).
+SIX_CASES = ("svd-hangs-at-load", "svd-dies-once", "svd-unseeded", "svd-float-output", "svd-no-super-init",
+             "svd-no-components")
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory, run_env):
+    report = tmp_path_factory.mktemp("serial-report")
+    result = run_checks(make_checks_dir(tmp_path_factory.mktemp("serial")), run_env, "-p", "no:xdist", "--wm",
+                        ",".join(SIX_CASES), f"--wm-load-timeout={HANG_LOAD_TIMEOUT_S}", f"--wm-report={report}")
+    result.reports = {p.stem: json.loads(p.read_text()) for p in report.glob("*.json")}
+    return result
+
+
+@pytest.mark.parametrize("wm_type", SIX_CASES)
+def test_the_six_cases_end_alike_without_xdist(serial, wm_type):
+    row = HANG_ROWS[wm_type][0] if wm_type in HANG_ROWS else None
+    got, want = actual_row(serial, wm_type), expected_row(wm_type, row)
+    wrong = {c: (got.get(c), want[c], serial[f"test_{c}[{wm_type}]"].message[:300])
+             for c in want if got.get(c) != want[c]}
+    assert not wrong, wrong
+    if wm_type == "svd-dies-once":
+        assert serial.reports[wm_type]["figures"]["loads"] == 2, serial.reports[wm_type]["figures"]
 
 
 @pytest.mark.parametrize(("wm_type", "check"), WORDS, ids=[f"{w}-{c}" for w, c in WORDS])
@@ -190,6 +263,14 @@ def test_a_worker_that_died_once_is_restarted_and_counted(run):
     assert report["figures"]["loads"] == 2, report["figures"]
     assert len(report["restarts"]) == 1 and "exited with status 7" in report["restarts"][0]
     assert "svd-dies-once: worker started again after it exited with status 7" in run.output
+
+
+def test_a_worker_that_dies_on_every_request_is_restarted_once(run):
+    """G1 kills it; G2 and G3 are not sent (their readers are blocked by the output contract); the bad requests,
+    which never reach the model, are judged on a fresh worker."""
+    report = run.reports["svd-dies-mid-request"]
+    assert report["figures"]["loads"] == 2 and report["figures"]["generations"] == 1, report["figures"]
+    assert len(report["restarts"]) == 1 and "exited with status 7" in report["restarts"][0]
 
 
 def test_root_causes_lead_the_summary(run):
