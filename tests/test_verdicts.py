@@ -157,6 +157,7 @@ def run(tmp_path_factory, run_env):
     result = run_checks(workdir, run_env, "-n", "2", "--wm", ",".join(CORRECT + tuple(ROWS) + DECLARED),
                         f"--wm-report={report}")
     result.reports = {p.stem: json.loads(p.read_text()) for p in report.glob("*.json")}
+    result.markdown = (report / "report.md").read_text() if (report / "report.md").exists() else ""
     return result
 
 
@@ -263,6 +264,7 @@ def test_a_worker_that_died_once_is_restarted_and_counted(run):
     assert report["figures"]["loads"] == 2, report["figures"]
     assert len(report["restarts"]) == 1 and "exited with status 7" in report["restarts"][0]
     assert "svd-dies-once: worker started again after it exited with status 7" in run.output
+    assert "**svd-dies-once**: started again after it exited with status 7" in run.markdown  # loads: 2, and why
 
 
 def test_a_worker_that_dies_on_every_request_is_restarted_once(run):
