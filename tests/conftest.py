@@ -18,6 +18,14 @@ TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))  # defective_wms, importable here and (via PYTHONPATH) in workers
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under -n, honour xdist_group marks (the plugin does so only for runs with --wm): a module fixture that
+    runs the plugin is built on every xdist worker that runs one of its tests, so its tests share a group."""
+    from pytest_wiw.plugin import _default_to_loadgroup
+
+    _default_to_loadgroup(config)
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """One tiny-checkpoint cache for the whole test session (each pytester run reuses its builds)."""
