@@ -139,6 +139,8 @@ DECLARED = ("svd-unseeded-declared", "svd-wrongly-declared")
 # seconds on an idle machine, and these leave room for a busy one (the other types of those runs load and
 # generate under the same limits); the big run keeps the defaults, as a busy CI machine can take minutes to
 # start forty workers.
+# Forty-odd tiny types, each a worker load and its floor: minutes on two idle cores, far more on a shared machine.
+BIG_RUN_TIMEOUT_S = 2400
 HANG_LOAD_TIMEOUT_S = "120"
 HANG_TIMEOUT_S = "60"
 # hanging wm_type -> (its row, outcomes other than passed for a reason of its own)
@@ -159,7 +161,7 @@ def run(tmp_path_factory, run_env):
     workdir = make_checks_dir(tmp_path_factory.mktemp("defects"))
     report = workdir / "report"
     result = run_checks(workdir, run_env, "-n", "2", "--wm", ",".join(CORRECT + tuple(ROWS) + DECLARED),
-                        f"--wm-report={report}")
+                        f"--wm-report={report}", timeout=BIG_RUN_TIMEOUT_S)
     result.reports = {p.stem: json.loads(p.read_text()) for p in report.glob("*.json")}
     result.markdown = (report / "report.md").read_text() if (report / "report.md").exists() else ""
     return result
