@@ -284,8 +284,10 @@ def test_a_worker_that_dies_on_every_request_is_restarted_once(run):
     """G1 kills it; G2 and G3 are not sent (their readers are blocked by the output contract); the bad requests,
     which never reach the model, are judged on a fresh worker."""
     report = run.reports["svd-dies-mid-request"]
-    assert report["figures"]["loads"] == 2 and report["figures"]["generations"] == 1, report["figures"]
+    # one restart: had G2 and G3 been sent, each would have killed it again (three restarts, four loads)
+    assert report["figures"]["loads"] == 2, report["figures"]
     assert len(report["restarts"]) == 1 and "exited with status 7" in report["restarts"][0]
+    assert report["figures"]["generations"] == 0  # a call that killed the worker was never answered
 
 
 @pytest.mark.xdist_group("verdicts-run")
