@@ -46,6 +46,7 @@ def _listing(items):
 def test_checkpoint_readable(wm, wiw_record):
     """Files exist, safetensors headers parse and fit their files, no pickles; sha256 recorded."""
     skip_if_legacy(wm)
+    require_upstream(wm, "checkpoint readable")
     ckpt = checkpoint_of(wm, "the checkpoint")
     try:
         index = ckpt.tensor_index()

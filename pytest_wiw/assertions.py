@@ -27,7 +27,7 @@ def require_upstream(wm: WMSubject, check: str) -> None:
     """Block ``check`` when a check its inputs come from fails (pytest_wiw.dependencies.UPSTREAM)."""
     from .judgements import JUDGEMENTS
 
-    for upstream in upstream_chain(check):
+    for upstream in upstream_chain(check, embedded_default=wm.ckpt_arg is None):
         judge = JUDGEMENTS.get(upstream)
         if judge is not None and upstream not in wm.judged:  # once per wm_type: its inputs no longer change
             wm.judged[upstream] = judge(wm)

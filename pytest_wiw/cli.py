@@ -116,7 +116,7 @@ def merge_reports(dirs: list[Path], out: Path | None) -> int:
 def make_tiny(wm_type: str, out_dir: Path, seed: int) -> Path:
     """Build the tiny checkpoint of ``wm_type`` into ``out_dir`` (its base, if any, into the cache)."""
     from .registry import get_spec
-    from .tiny import default_cache_dir, ensure_one
+    from .tiny import default_cache_dir, ensure_one, made_checkpoint
     from .worker.server import load_wrapper_class
 
     spec = get_spec(wm_type)
@@ -127,7 +127,7 @@ def make_tiny(wm_type: str, out_dir: Path, seed: int) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     base = ensure_one(get_spec(spec.base), default_cache_dir(), seed) if spec.is_ft else None
     cls = load_wrapper_class(spec.wrapper)
-    return Path(cls.make_tiny(wm_type, out_dir, base=base, seed=seed))
+    return made_checkpoint(cls, wm_type, out_dir, cls.make_tiny(wm_type, out_dir, base=base, seed=seed))
 
 
 if __name__ == "__main__":

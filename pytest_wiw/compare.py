@@ -16,6 +16,8 @@ class VideoDiff:
     total: int
     first_at: tuple[int, ...] | None
     psnr_db: float
+    #: mean squared difference, in squared uint8 levels
+    mse: float = 0.0
 
     @property
     def identical(self) -> bool:
@@ -49,4 +51,4 @@ def video_diff(a: np.ndarray, b: np.ndarray) -> VideoDiff:
     mse = float(np.dot(d64, d64)) / max(d.size, 1)
     psnr = math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
     return VideoDiff(mean_abs=float(d.mean(dtype=np.float64)), max_abs=int(d.max()) if d.size else 0, differing=differing,
-                     total=int(d.size), first_at=first, psnr_db=psnr)
+                     total=int(d.size), first_at=first, psnr_db=psnr, mse=mse)

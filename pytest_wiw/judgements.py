@@ -17,6 +17,13 @@ from .subject import Generation, WMSubject
 from .worker.client import WorkerError
 
 
+def wrapper_found(wm: WMSubject) -> str | None:
+    """The module of the spec's wrapper string can be found (the part of ``registered`` a load depends on)."""
+    from .wrapper_module import wrapper_module_problem
+
+    return None if wm.legacy_command else wrapper_module_problem(wm.spec, wm.pool.settings.python)
+
+
 def readable(wm: WMSubject) -> str | None:
     """The checkpoint's files open here: they exist, their safetensors headers parse and fit, no pickles.
     A WIW script's checkpoint is inside its command, and a worker that cannot say where the embedded default
@@ -133,6 +140,7 @@ def _floor_generation(wm: WMSubject, name: str) -> Generation | str:
 
 #: check name -> its judgement, for the checks others depend on (pytest_wiw.dependencies.UPSTREAM)
 JUDGEMENTS: dict[str, Callable[[WMSubject], str | None]] = {
+    "registered": wrapper_found,
     "checkpoint readable": readable,
     "checkpoint loads": loaded,
     "output contract": output_contract,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from .errors import CheckpointError
 from .registry import WMSpec
 
 TINY_SEED = 0
@@ -20,6 +21,12 @@ LOCK_TIMEOUT_S = 600
 _COMPLETE = ".complete"
 # Hex digits of the wrapper source's sha256 in a cache entry's name: enough to tell two versions apart.
 SOURCE_DIGEST_CHARS = 12
+# What a checkpoint's weights are stored as (pickles are refused by the checks).
+WEIGHTS_SUFFIX = ".safetensors"
+
+
+class TinyCheckpointError(CheckpointError):
+    """The wrapper's ``make_tiny`` did not return the checkpoint it wrote (the embedded default has no files)."""
 
 
 def default_cache_dir() -> Path:
@@ -56,13 +63,38 @@ def ensure_one(spec: WMSpec, cache: Path, seed: int, base: Path | None = None) -
         shutil.rmtree(staging, ignore_errors=True)
         (staging / "ckpt").mkdir(parents=True)
         try:
-            written = Path(cls.make_tiny(spec.name, staging / "ckpt", base=base, seed=seed))
+            out_dir = staging / "ckpt"
+            written = made_checkpoint(cls, spec.name, out_dir, cls.make_tiny(spec.name, out_dir, base=base, seed=seed))
             rel = written.relative_to(staging)
             (staging / _COMPLETE).write_text(rel.as_posix())
             os.rename(staging, entry)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return _ckpt_in(entry)
+
+
+def made_checkpoint(cls: type, wm_type: str, out_dir: Path, returned: object) -> Path:
+    """What ``make_tiny`` returned, checked: a path in ``out_dir`` that opens as a checkpoint with weights.
+    TinyCheckpointError naming ``make_tiny`` and what it should return, else."""
+    call = f"{cls.__name__}.make_tiny({wm_type!r}, out_dir)"
+    should = ("make_tiny must write the checkpoint into out_dir and return its path: out_dir itself for a folder "
+              "(a diffusers pipeline, a transformer/ folder), or the weights file it wrote there (a LoRA "
+              ".safetensors); see docs/writing-a-wrapper.md, section 3")
+    if returned is None:
+        raise TinyCheckpointError(f"{call} returned None (a missing `return out_dir`?): {should}")
+    if not isinstance(returned, (str, os.PathLike)):
+        raise TinyCheckpointError(f"{call} returned a {type(returned).__name__}, not a path: {should}")
+    written, root = Path(returned).resolve(), out_dir.resolve()
+    if written != root and root not in written.parents:
+        raise TinyCheckpointError(f"{call} returned {returned}, which is not out_dir ({out_dir}) nor inside it"
+                                  f"{' (its parent folder)' if written == root.parent else ''}: {should}")
+    written = out_dir / written.relative_to(root)
+    # Existence and weights only: how the files open (variants, epochs) is the checkpoint check's business.
+    if not written.exists():
+        raise TinyCheckpointError(f"{call} returned {written}, which does not exist: {should}")
+    if not (written.suffix == WEIGHTS_SUFFIX if written.is_file() else any(written.rglob(f"*{WEIGHTS_SUFFIX}"))):
+        raise TinyCheckpointError(f"{call} returned {written}, which holds no {WEIGHTS_SUFFIX} weights: {should}")
+    return written
 
 
 def source_digest(cls: type) -> str:

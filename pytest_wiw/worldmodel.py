@@ -242,6 +242,26 @@ def map_video(video: "torch.Tensor", num_frames: int, out_hw: tuple[int, int],
     return (video.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
 
 
+def zero_shot_context(model: WorldModel) -> ContextManager[None]:
+    """``model.zero_shot()``, checked to be a context manager: TypeError naming the fix when it is not (a
+    generator function without ``@contextlib.contextmanager``, a method that switches the fine-tune off and
+    returns nothing)."""
+    import inspect
+
+    context = model.zero_shot()
+    if hasattr(context, "__enter__") and hasattr(context, "__exit__"):
+        return context
+    name = f"{type(model).__name__}.zero_shot()"
+    if inspect.isgenerator(context):
+        fix = ("it is a generator function without its decorator: put @contextlib.contextmanager above "
+               "`def zero_shot(self)`, so that its `yield` is where generate() runs the base weights")
+    else:
+        fix = ("write it as a @contextlib.contextmanager that switches the fine-tune off, yields, and switches it "
+               "back on in a `finally` (docs/writing-a-wrapper.md), or return such a context")
+    raise TypeError(f"{name} returned {type(context).__name__}, not a context manager "
+                    f"(the suite runs `with model.zero_shot(): model.generate(request)`): {fix}")
+
+
 def frame_indices(available: int, wanted: int, notes: list[str] | None = None) -> list[int]:
     """Indices mapping ``available`` frames to ``wanted``: uniform subsample, or pad with the last."""
     if available <= 0:

@@ -18,6 +18,15 @@ TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))  # defective_wms, importable here and (via PYTHONPATH) in workers
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under -n with no --dist given, send each test file to one xdist worker (``--dist loadfile``): a module
+    fixture that runs the plugin is otherwise built on every xdist worker that runs one of its tests.
+    (The plugin's own family scheduler applies only to runs with --wm; xdist's loadgroup breaks on pytest 9.2.)"""
+    explicit = any(a in ("--dist", "-d") or a.startswith("--dist=") for a in config.invocation_params.args)
+    if not explicit and getattr(config.option, "numprocesses", None) and config.option.dist == "load":
+        config.option.dist = "loadfile"
+
+
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """One tiny-checkpoint cache for the whole test session (each pytester run reuses its builds)."""

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -158,6 +159,23 @@ class IgnoresLimitsSVD(StableVideoDiffusion):
             worldmodel.check_request_limits = enforce
 
 
+class TinyParentSVD(StableVideoDiffusion):
+    """Its make_tiny writes the tiny checkpoint into out_dir, then returns the folder above it."""
+
+    @classmethod
+    def make_tiny(cls, wm_type, out_dir, *, base=None, seed=0):
+        return Path(super().make_tiny(wm_type, out_dir, base=base, seed=seed)).parent
+
+
+class ZeroShotNotAContextManagerWan(WanImageToVideo):
+    """Its zero_shot() is a generator function without @contextlib.contextmanager: calling it returns a
+    generator, which `with` cannot enter."""
+
+    def zero_shot(self):  # the decorator forgotten
+        with self._adapter_off():
+            yield
+
+
 class CrashOnLoadSVD(StableVideoDiffusion):
     """Dies while loading, as a wrapper with a missing dependency would."""
 
@@ -192,6 +210,17 @@ class IgnoresLoraWan(WanImageToVideo):
             for name, param in self.pipe.transformer.named_parameters():
                 if f"lora_B.{ADAPTER_NAME}" in name:
                     param.zero_()
+
+
+class KeptGeneratorWan(WanImageToVideo):
+    """An FT wrapper that builds one generator at load and advances it with every request (WIW's wan22)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._generator = torch.Generator("cpu").manual_seed(0)
+
+    def generators(self, request):
+        return [self._generator for _ in request.seeds]
 
 
 class LeakyZeroShotWan(WanImageToVideo):
@@ -351,9 +380,9 @@ UNPINNED = Path(__file__).parent / "unpinned-env.txt"
 UNPINNED.write_text("torch>=2.0\\ndiffusers\\n")
 
 
-def _copy(name, of, wrapper, env=None, expected_failures=None):
+def _copy(name, of, wrapper, env=None, expected_failures=None, module="defective_wms"):
     spec = get_spec(of)
-    register_wm(name, wrapper="defective_wms:" + wrapper, category=spec.category, base=spec.base,
+    register_wm(name, wrapper=f"{module}:{wrapper}", category=spec.category, base=spec.base,
                 finetune=spec.finetune, tasks=spec.tasks, defaults=spec.defaults,
                 env=env or str(spec.env_path()), expected_failures=expected_failures)
 
@@ -372,6 +401,16 @@ _copy("svd-torch-output", "svd", "TorchOutputSVD")
 _copy("svd-no-components", "svd", "NoComponentsSVD")
 _copy("svd-dies-once", "svd", "DiesOnceOnABatchSVD")
 _copy("svd-hangs-at-load", "svd", "HangOnLoadSVD")
+_copy("svd-exit-on-load", "svd", "ExitOnLoadSVD")
+_copy("svd-segfault-on-load", "svd", "SegfaultOnLoadSVD")
+_copy("svd-dies-mid-request", "svd", "DiesMidRequestSVD")
+_copy("svd-segfault", "svd", "SegfaultSVD")
+_copy("svd-exits-zero", "svd", "ExitsZeroMidRequestSVD")
+_copy("svd-flood-then-die", "svd", "FloodThenDieSVD")
+_copy("svd-list-output", "svd", "ListOutputSVD")
+_copy("svd-none-output", "svd", "NoneOutputSVD")
+_copy("svd-path-output", "svd", "PathOutputSVD")
+_copy("svd-3d-output", "svd", "ThreeDimOutputSVD")
 _copy("svd-crash-on-load", "svd", "CrashOnLoadSVD")
 _copy("svd-leaky", "svd", "LeakySVD")
 _copy("svd-input-size-output", "svd", "InputSizeOutputSVD")
@@ -380,10 +419,15 @@ _copy("svd-hangs", "svd", "SlowSVD")
 # on the other xdist worker.
 _copy("svd-forks-and-hangs", "svd", "ForkingSlowSVD")
 _copy("svd-unpinned-env", "svd", "StableVideoDiffusion", env=str(UNPINNED))
+_copy("svd-make-tiny-returns-parent", "svd", "TinyParentSVD")
+_copy("FTwan21-zero-shot-not-a-context-manager", "FTwan21", "ZeroShotNotAContextManagerWan")
+# A wrapper string whose module does not exist (a module renamed, or a package not installed).
+_copy("svd-wrapper-not-found", "svd", "StableVideoDiffusion", module="defective_wms_renamed")
 # A second svd name, for the seeded variant of the WIW-style worker script (tests/wiw_workers/wiw_svd_worker.py)
 _copy("svd-wiw-seeded", "svd", "StableVideoDiffusion")
 _copy("FTwan21-ignores-lora", "FTwan21", "IgnoresLoraWan")
 _copy("FTwan21-leaky-zero-shot", "FTwan21", "LeakyZeroShotWan")
+_copy("FTwan21-kept-generator", "FTwan21", "KeptGeneratorWan")
 # Declared known failures: strict xfail. The first declares true failures, the second a false one.
 _copy("svd-unseeded-declared", "svd", "UnseededSVD", expected_failures={
     "seed determinism": "upstream draws noise without a seed", "order independence": "same cause"})

@@ -14,7 +14,7 @@ def test_black_against_white_at_real_size():
     diff = video_diff(np.zeros(REAL_SHAPE, np.uint8), np.full(REAL_SHAPE, 255, np.uint8))
     assert diff.mean_abs == 255.0 and diff.max_abs == 255
     assert diff.differing == diff.total == math.prod(REAL_SHAPE)
-    assert diff.psnr_db == 0.0  # MSE 65025 = 255**2
+    assert diff.mse == 65025.0 and diff.psnr_db == 0.0  # MSE 255**2
     assert diff.first_at == (0, 0, 0, 0, 0)
 
 
@@ -26,6 +26,7 @@ def test_random_videos_against_a_float64_reference():
     mse = float((d * d).mean())
     diff = video_diff(a, b)
     assert math.isclose(diff.mean_abs, float(d.mean()), rel_tol=1e-12)
+    assert math.isclose(diff.mse, mse, rel_tol=1e-12)
     assert math.isclose(diff.psnr_db, 10 * math.log10(255.0**2 / mse), rel_tol=1e-12)
     assert diff.max_abs == int(d.max())
 

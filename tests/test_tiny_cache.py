@@ -21,7 +21,11 @@ class Probe(WorldModel):
 
     @classmethod
     def make_tiny(cls, wm_type, out_dir, *, base=None, seed=0):
+        import torch
+        from safetensors.torch import save_file
+
         (Path(out_dir) / "made").write_text(MADE)
+        save_file({"w": torch.zeros(1)}, str(Path(out_dir) / "model.safetensors"))  # a checkpoint holds weights
         return Path(out_dir)
 '''
 

@@ -24,7 +24,7 @@ from ..errors import CheckpointError, RequestError
 from ..registry import GenerationDefaults, WMSpec
 from ..request import GenerationRequest
 from .protocol import ProtocolError, encode_frame, read_frame, write_frame
-from ..worldmodel import missing_super_init
+from ..worldmodel import missing_super_init, zero_shot_context
 from .weights_audit import audit_weights
 
 
@@ -52,10 +52,14 @@ class Worker:
         cls = load_wrapper_class(spec.wrapper)
         ckpt_path, base_path = cfg.get("ckpt"), cfg.get("base_ckpt")
         if ckpt_path is None:  # the embedded default: a tiny checkpoint built (once) into the cache
-            from ..tiny import ensure_tiny
+            from ..tiny import TinyCheckpointError, ensure_tiny
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
-            ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
+            try:
+                ckpt_path, base_path = ensure_tiny(spec, base_spec, Path(cfg["tiny_cache"]))
+            except TinyCheckpointError as exc:  # no files to judge: the checkpoint check says why
+                write_frame(self.out, {"type": "resolved", "error": str(exc)})
+                raise
             # Before the model loads: the static checks read the files even if the load then fails or hangs.
             write_frame(self.out, {"type": "resolved", "ckpt": str(ckpt_path),
                                    "base_ckpt": str(base_path) if base_path else None})
@@ -140,7 +144,7 @@ class Worker:
         t0 = time.perf_counter()
         try:
             if variant == "zero_shot":
-                with self.model.zero_shot():
+                with zero_shot_context(self.model):
                     frames = self.model.generate(request)
             else:
                 frames = self.model.generate(request)
@@ -223,15 +227,19 @@ def with_diagnosis(exc: Exception, ckpts: list[Checkpoint]) -> Exception:
 
 def load_wrapper_class(target: str):
     """Import ``"module:Class"``; errors say which part is wrong."""
+    from ..wrapper_module import WRAPPER_FIX
+
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ImportError(f"wrapper module {module_name!r} (from {target!r}) cannot be imported: {exc}") from exc
+        raise ImportError(f"wrapper module {module_name!r} (from {target!r}) cannot be imported: "
+                          f"{type(exc).__name__}: {exc}: {WRAPPER_FIX}") from exc
     try:
         return getattr(module, class_name)
     except AttributeError:
-        raise ImportError(f"wrapper module {module_name!r} has no class {class_name!r}") from None
+        raise ImportError(f"wrapper module {module_name!r} has no class {class_name!r}: fix the class name in "
+                          f"register_wm(wrapper={target!r})") from None
 
 
 def resolve_base_path(ckpt: Checkpoint, given: str | None) -> Path:
