@@ -10,7 +10,6 @@ leaves the device and waits in pinned host memory.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -22,8 +21,6 @@ import dataclasses  # noqa: E402
 
 import jsonschema  # noqa: E402
 
-from diffusers import WanTransformer3DModel  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
 
 from conftest import make_checks_dir, run_checks  # noqa: E402
 from pytest_wiw import checkpoint, registry  # noqa: E402
@@ -33,9 +30,10 @@ from wrapper_helpers import (  # noqa: E402
     load_wrapper,
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
+    save_diffsynth_full_fine_tune,
     tiny_swap_checkpoints,
 )
-from wrappers.component_swap import ComponentSwap, save_tiny_fine_tune  # noqa: E402
+from wrappers.component_swap import ComponentSwap  # noqa: E402
 from wrappers.cosmos import Cosmos2VideoToWorld  # noqa: E402
 from wrappers.igen import ActionConditionedSVD  # noqa: E402
 from wrappers.ltx import LTXImageToVideo  # noqa: E402
@@ -43,7 +41,6 @@ from wrappers.offload import ModuleOffload, offload_mode  # noqa: E402
 from wrappers.svd import StableVideoDiffusion  # noqa: E402
 from wrappers.wan import TINY_GENERATION as WAN_GENERATION  # noqa: E402
 from wrappers.wan import WanImageToVideo  # noqa: E402
-from wrappers.wan_native import to_native  # noqa: E402
 
 FT, BASE = ComponentSwap.FINE_TUNED, ComponentSwap.BASE
 #: FT kind -> (wrapper class, the swapped component)
@@ -54,13 +51,7 @@ KINDS = {"FTcosmos": (Cosmos2VideoToWorld, "transformer"), "FTltx": (LTXImageToV
 def _tiny_wan_full(root):
     """A DiffSynth full fine-tune of the tiny wan21 (one DiT state dict in original-Wan names) and its base."""
     base = WanImageToVideo.make_tiny("wan21", root / "wan21", seed=0)
-    save_tiny_fine_tune(WanTransformer3DModel, root / "dfull", base, 3, noise_scale=0.5, generation=WAN_GENERATION,
-                        description="tiny full fine-tune")
-    full = root / "Wan2.1-I2V-tiny_full_navigation"
-    full.mkdir()
-    tensors = load_file(str(next((root / "dfull" / "transformer").glob("*.safetensors"))))
-    save_file({to_native(k): t for k, t in tensors.items()}, str(full / "epoch-0.safetensors"))
-    shutil.copy(root / "dfull" / "README.md", full / "README.md")
+    full = save_diffsynth_full_fine_tune(root, base, WAN_GENERATION)
     return {"base": base, "ft": full / "epoch-0.safetensors"}
 
 

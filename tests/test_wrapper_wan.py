@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from diffusers import WanTransformer3DModel
 from safetensors.torch import load_file, save_file
 
 from pytest_wiw.checkpoint import card_generation, open_checkpoint
@@ -24,11 +23,10 @@ from wrapper_helpers import (
     mean_abs_diff,
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
+    save_diffsynth_full_fine_tune,
 )
-from wrappers.component_swap import save_tiny_fine_tune
 from wrappers.wan import TINY_GENERATION, TINY_LORA_B_GAIN, TINY_LORA_FOLDER, WanImageToVideo
 from wrappers.wan_lora import write_diffusers_lora_folder
-from wrappers.wan_native import to_native
 
 IMAGE_HW = (40, 56)  # not the generation size, so the wrapper's resize runs
 ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1, 2]]
@@ -43,14 +41,7 @@ def paths(tmp_path_factory):
                                      b_gain=TINY_LORA_B_GAIN, generation=TINY_GENERATION)
     # make_tiny writes DiffSynth-Studio's epoch folder, as WIW's FTwan21 checkpoints are.
     diffsynth = WanImageToVideo.make_tiny("FTwan21", root / "ds", base=base, seed=1)
-    # DiffSynth's full fine-tune: the noised transformer as one state dict in original-Wan names.
-    save_tiny_fine_tune(WanTransformer3DModel, root / "dfull", base, 3, noise_scale=0.5, generation=TINY_GENERATION,
-                        description="tiny full fine-tune")
-    full = root / "Wan2.1-I2V-tiny_full_navigation"
-    full.mkdir()
-    tensors = load_file(str(next((root / "dfull" / "transformer").glob("*.safetensors"))))
-    save_file({to_native(k): t for k, t in tensors.items()}, str(full / "epoch-0.safetensors"))
-    shutil.copy(root / "dfull" / "README.md", full / "README.md")
+    full = save_diffsynth_full_fine_tune(root, base, TINY_GENERATION)
     # The same LoRA with every lora_B zeroed: applying it must change nothing.
     (lora_file,) = ft.glob("*.safetensors")
     zero = root / "FTwan21-zero-B"

@@ -240,3 +240,24 @@ def assert_flat_component_checkpoint(model) -> None:
     assert model.ckpt.format == "component"
     assert_fingerprints_agree(model)
     assert not any("/" in k for k in model.weight_fingerprints())  # bare tensor names
+
+
+def save_diffsynth_full_fine_tune(root: Path, base: Path, generation) -> Path:
+    """DiffSynth-Studio's full fine-tune of the tiny wan21 at ``base``, as WIW's FTwan21 full checkpoints are: the
+    noised transformer (also kept as a diffusers folder in ``root/dfull``) written as one state dict in
+    original-Wan names, ``root/Wan2.1-I2V-tiny_full_navigation/epoch-0.safetensors``, with its card. Returns the
+    epoch folder."""
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import load_file, save_file
+
+    from wrappers.component_swap import save_tiny_fine_tune
+    from wrappers.wan_native import to_native
+
+    save_tiny_fine_tune(WanTransformer3DModel, root / "dfull", base, 3, noise_scale=0.5, generation=generation,
+                        description="tiny full fine-tune")
+    full = root / "Wan2.1-I2V-tiny_full_navigation"
+    full.mkdir()
+    tensors = load_file(str(next((root / "dfull" / "transformer").glob("*.safetensors"))))
+    save_file({to_native(k): t for k, t in tensors.items()}, str(full / "epoch-0.safetensors"))
+    shutil.copy(root / "dfull" / "README.md", full / "README.md")
+    return full
