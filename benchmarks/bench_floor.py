@@ -131,6 +131,8 @@ def measure(name: str, workdir: Path, args: argparse.Namespace) -> dict:
         floor_s = run_floor(name, args)
         pairs.append({"suite_s": round(suite_s, 2), "floor_s": round(floor_s, 2), "ratio": round(suite_s / floor_s, 3),
                       "loads": figures["loads"], "generations": figures["generations"]})
+        # each pair as it comes: a stage cut off by its command's time limit still shows the pairs it finished
+        print(f"{name} pair {i + 1}/{args.repeat}: {pairs[-1]}", file=sys.stderr, flush=True)
     ratios = [p["ratio"] for p in pairs]
     return {"wm_type": name, "pairs": pairs, "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
             "ratio_max": max(ratios), "suite_s_median": statistics.median(p["suite_s"] for p in pairs),
