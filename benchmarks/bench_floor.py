@@ -35,13 +35,15 @@ NATIVE = ("svd ltx hunyuan cosmos20 cosmos25 wan21 wan22 wan22-14B FTcosmos FTlt
 # Runs in a fresh interpreter: load once, then the floor's generations, as a bare script would.
 FLOOR_SCRIPT = r"""
 import dataclasses, json, os, sys, time, numpy as np, torch
-from pytest_wiw.checkpoint import open_checkpoint
-from pytest_wiw.registry import get_spec
-from pytest_wiw.request import GenerationRequest
-from pytest_wiw.subject import reference_image, REFERENCE_ACTIONS
-from pytest_wiw.tiny import default_cache_dir, ensure_tiny
-from pytest_wiw.pool import CUBLAS_WORKSPACE
-from pytest_wiw.worker.server import configure_torch, effective_generation, load_wrapper_class, resolve_base_path
+from pytest_wiw.checkpoints.files import open_checkpoint
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.session.subject import reference_image, REFERENCE_ACTIONS
+from pytest_wiw.checkpoints.cache_dir import default_cache_dir
+from pytest_wiw.runtime.tiny import ensure_tiny
+from pytest_wiw.session.pool import CUBLAS_WORKSPACE
+from pytest_wiw.runtime.settings import configure_torch, effective_generation, resolve_base_path
+from pytest_wiw.runtime.wrapper_class import load_wrapper_class
 cfg = json.loads(sys.argv[1])
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
 configure_torch(1, True, cfg["device"])
@@ -73,8 +75,8 @@ def run_suite(wm_type: str, workdir: Path, args: argparse.Namespace) -> tuple[fl
     report = workdir / wm_type
     workdir.mkdir(parents=True, exist_ok=True)
     if args.fresh_digests:  # every suite hashes its checkpoint again (overlapped with the worker's load)
-        from pytest_wiw.digest_cache import DIGESTS_DIR
-        from pytest_wiw.tiny import default_cache_dir
+        from pytest_wiw.checkpoints.cache_dir import default_cache_dir
+        from pytest_wiw.checkpoints.digest_cache import DIGESTS_DIR
 
         shutil.rmtree(default_cache_dir() / DIGESTS_DIR, ignore_errors=True)
     ckpt = args.ckpt_paths.get(wm_type)

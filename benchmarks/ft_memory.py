@@ -20,12 +20,14 @@ from pathlib import Path
 
 SIDE = r"""
 import dataclasses, hashlib, json, resource, sys, torch
-from pytest_wiw.checkpoint import open_checkpoint
-from pytest_wiw.registry import get_spec
-from pytest_wiw.request import GenerationRequest
-from pytest_wiw.subject import REFERENCE_ACTIONS, reference_image
-from pytest_wiw.tiny import default_cache_dir, ensure_tiny
-from pytest_wiw.worker.server import configure_torch, effective_generation, load_wrapper_class, resolve_base_path
+from pytest_wiw.checkpoints.files import open_checkpoint
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.session.subject import REFERENCE_ACTIONS, reference_image
+from pytest_wiw.checkpoints.cache_dir import default_cache_dir
+from pytest_wiw.runtime.tiny import ensure_tiny
+from pytest_wiw.runtime.settings import configure_torch, effective_generation, resolve_base_path
+from pytest_wiw.runtime.wrapper_class import load_wrapper_class
 cfg = json.loads(sys.argv[1])
 configure_torch(1, True, cfg["device"])
 ft_spec = get_spec(cfg["ft"])

@@ -76,8 +76,12 @@ def build(module_fn, device: str):
 def build_base(out: Path, device: str, smoke: bool, fp16_only: bool, generation: dict) -> tuple[Path, dict]:
     """The SVD img2vid pipeline folder, with a card giving igen's settings (so that svd run as its own
     wm_type generates as igen's zero-shot does: honest baseline); returns it and the UNet's state dict."""
-    from diffusers import (AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, StableVideoDiffusionPipeline,
-                           UNetSpatioTemporalConditionModel)
+    from diffusers import (
+        AutoencoderKLTemporalDecoder,
+        EulerDiscreteScheduler,
+        StableVideoDiffusionPipeline,
+        UNetSpatioTemporalConditionModel,
+    )
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from wrappers.diffusers_setup import write_tiny_card

@@ -40,9 +40,10 @@ FT_COMPONENTS = ("transformer", "unet")
 WRAPPER_LOAD = r"""
 import dataclasses, json, sys, time
 import torch
-from pytest_wiw.checkpoint import open_checkpoint
-from pytest_wiw.registry import get_spec
-from pytest_wiw.worker.server import configure_torch, effective_generation, load_wrapper_class, resolve_base_path
+from pytest_wiw.checkpoints.files import open_checkpoint
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.runtime.settings import configure_torch, effective_generation, resolve_base_path
+from pytest_wiw.runtime.wrapper_class import load_wrapper_class
 cfg = json.loads(sys.argv[1])
 configure_torch(1, True, cfg["device"])
 spec = get_spec(cfg["wm"])
@@ -64,9 +65,9 @@ print(json.dumps({"seconds": time.perf_counter() - t0}))
 
 def weight_files(wm_type: str, path: str) -> list[Path]:
     """The files the wrapper of ``wm_type`` reads for checkpoint ``path`` (and its base)."""
-    from pytest_wiw.checkpoint import open_checkpoint
-    from pytest_wiw.registry import get_spec
-    from pytest_wiw.worker.server import resolve_base_path
+    from pytest_wiw.api.registry import get_spec
+    from pytest_wiw.checkpoints.files import open_checkpoint
+    from pytest_wiw.runtime.settings import resolve_base_path
 
     spec = get_spec(wm_type)
     ckpt = open_checkpoint(path)

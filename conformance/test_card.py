@@ -2,9 +2,9 @@
 
 import pytest
 
-from pytest_wiw.assertions import checkpoint_of, fail, require_upstream
-from pytest_wiw.card import card_problems
-from pytest_wiw.checkpoint import CARD_NAME
+from pytest_wiw.checkpoints.card import card_problems
+from pytest_wiw.checkpoints.files import CARD_NAME
+from pytest_wiw.checks.assertions import checkpoint_of, fail, require_upstream
 
 
 @pytest.mark.wm_check("checkpoint card", ft_only=True)

@@ -2,13 +2,13 @@
 
 import pytest
 
-from pytest_wiw import judgements
-from pytest_wiw.assertions import blocked, checkpoint_of, fail, record, require, require_upstream
-from pytest_wiw.checkpoint import open_checkpoint
+from pytest_wiw.checkpoints.files import open_checkpoint
+from pytest_wiw.checkpoints.fingerprint import Fingerprint, compare, file_fingerprints
+from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, differing_components
+from pytest_wiw.checks import judgements
+from pytest_wiw.checks.assertions import blocked, checkpoint_of, fail, record, require, require_upstream
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.fingerprint import Fingerprint, compare, file_fingerprints
-from pytest_wiw.pipeline_diff import SWAPPED_COMPONENT, differing_components
-from pytest_wiw.worker.client import WorkerError
+from pytest_wiw.session.client import WorkerError
 
 # How many offending tensor names a message lists before it says "and N more".
 LIST_AT_MOST = 5
@@ -101,7 +101,7 @@ def test_checkpoint_applied(wm, wiw_record):
 
     A type that swaps one component into its base, given a whole pipeline folder (WIW's FTltx), runs only
     that component of it: every other component of the folder must equal the base's, which runs instead
-    (compared file by file, pytest_wiw.pipeline_diff); one that differs would be silently ignored."""
+    (compared file by file, pytest_wiw.checkpoints.pipeline_diff); one that differs would be silently ignored."""
     skip_if_legacy(wm)
     require_upstream(wm, "checkpoint applied")
     ready = require(wm.ready, "the running weights")

@@ -2,11 +2,11 @@
 
 import pytest
 
-from pytest_wiw import judgements
-from pytest_wiw.assertions import diff_of, fail, frames_of, record, require, require_upstream
-from pytest_wiw.checkpoint import open_checkpoint
+from pytest_wiw.checkpoints.files import open_checkpoint
+from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, identical_weight_files
+from pytest_wiw.checks import judgements
+from pytest_wiw.checks.assertions import diff_of, fail, frames_of, record, require, require_upstream
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.pipeline_diff import SWAPPED_COMPONENT, identical_weight_files
 
 
 @pytest.mark.wm_check("differs from zero-shot", ft_only=True)

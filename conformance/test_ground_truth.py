@@ -2,11 +2,11 @@
 
 import pytest
 
-from pytest_wiw import ground_truth
-from pytest_wiw.assertions import fail, record, require, require_upstream
-from pytest_wiw.episodes import EpisodeError, episode_folders, load_episode
-from pytest_wiw.request import GenerationRequest
-from pytest_wiw.worker.client import WorkerError
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.checks import ground_truth
+from pytest_wiw.checks.assertions import fail, record, require, require_upstream
+from pytest_wiw.reference.episodes import EpisodeError, episode_folders, load_episode
+from pytest_wiw.session.client import WorkerError
 
 #: The junit property and report field that carry a passing check's figures as one line.
 SUMMARY_PROPERTY = "summary"

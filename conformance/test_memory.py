@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_wiw.assertions import fail, record, require, require_upstream
+from pytest_wiw.checks.assertions import fail, record, require, require_upstream
 
 MIB = 2**20
 # Host RSS wobbles as the allocator warms up; a leak of real outputs (tens of MiB per call at real

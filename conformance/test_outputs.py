@@ -2,8 +2,8 @@
 
 import pytest
 
-from pytest_wiw import judgements
-from pytest_wiw.assertions import diff_of, fail, frames_of, record, require, require_upstream
+from pytest_wiw.checks import judgements
+from pytest_wiw.checks.assertions import diff_of, fail, frames_of, record, require, require_upstream
 
 
 @pytest.mark.wm_check("output contract")

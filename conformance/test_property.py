@@ -5,10 +5,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pytest_wiw.assertions import fail, record, require, require_upstream
-from pytest_wiw.pool import RequestRejected
-from pytest_wiw.request import GenerationRequest
-from pytest_wiw.worker.client import WorkerError
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.checks.assertions import fail, record, require, require_upstream
+from pytest_wiw.session.client import WorkerError
+from pytest_wiw.session.pool import RequestRejected
 
 WORDS = ("pick up the red cup", "open the drawer", "push the blue block", "move forward", "turn left")
 

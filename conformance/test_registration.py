@@ -2,9 +2,9 @@
 
 import pytest
 
-from pytest_wiw import judgements
-from pytest_wiw.assertions import fail
-from pytest_wiw.registry import registry_problems
+from pytest_wiw.api.registry import registry_problems
+from pytest_wiw.checks import judgements
+from pytest_wiw.checks.assertions import fail
 
 
 @pytest.mark.wm_check("registered")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pytest_wiw.assertions import fail, require, require_upstream
-from pytest_wiw.pool import RequestRejected
-from pytest_wiw.worker.client import WorkerDied, WorkerError
+from pytest_wiw.checks.assertions import fail, require, require_upstream
+from pytest_wiw.session.client import WorkerDied, WorkerError
+from pytest_wiw.session.pool import RequestRejected
 
 
 def bad_requests(header: dict, images: np.ndarray, spec):

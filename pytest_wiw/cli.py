@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import UsageError, WiwError
+from pytest_wiw.errors import UsageError, WiwError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
-            from .listing import registry_table
+            from pytest_wiw.plugin.listing import registry_table
 
             print(registry_table())
         elif args.command == "make-tiny":
             print(make_tiny(args.wm_type, args.out_dir, args.seed))
         elif args.command == "card":
-            from .card import card_problems, write_card_template
-            from .checkpoint import read_card
+            from pytest_wiw.checkpoints.card import card_problems, write_card_template
+            from pytest_wiw.checkpoints.files import read_card
 
             if not args.folder.is_dir():
                 raise UsageError(f"{args.folder} is not a folder (give the folder that holds the checkpoint)")
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             return merge_reports(args.dirs, args.out)
         elif args.command == "import-habitat":
-            from .habitat_import import import_habitat
+            from pytest_wiw.reference.habitat_import import import_habitat
 
             written = import_habitat(args.root, args.out, frames=args.frames, stride=args.stride,
                                      max_episodes=args.max_episodes, view_hw=args.view_size, hfov=args.hfov,
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_import_habitat(sub) -> None:
-    from .habitat_import import DEFAULT_FRAMES, DEFAULT_HFOV, DEFAULT_VIEW, IMPORT_ASSUMPTIONS
+    from pytest_wiw.reference.habitat_import import DEFAULT_FRAMES, DEFAULT_HFOV, DEFAULT_VIEW, IMPORT_ASSUMPTIONS
 
     cmd = sub.add_parser("import-habitat", formatter_class=argparse.RawDescriptionHelpFormatter,
                          help="convert WIW's Habitat collection (metadata.json + step-N_type-rgb.png) into "
@@ -94,7 +94,7 @@ def _size(value: str) -> tuple[int, int]:
 
 def merge_reports(dirs: list[Path], out: Path | None) -> int:
     """Merge report folders; write or print the Markdown; 1 when a verdict failed, 0 otherwise."""
-    from .report import merge_report_dirs, render_markdown, write_reports
+    from pytest_wiw.report.writer import merge_report_dirs, render_markdown, write_reports
 
     missing = [d for d in dirs if not d.is_dir()]
     if missing:
@@ -115,9 +115,10 @@ def merge_reports(dirs: list[Path], out: Path | None) -> int:
 
 def make_tiny(wm_type: str, out_dir: Path, seed: int) -> Path:
     """Build the tiny checkpoint of ``wm_type`` into ``out_dir`` (its base, if any, into the cache)."""
-    from .registry import get_spec
-    from .tiny import default_cache_dir, ensure_one, made_checkpoint
-    from .worker.server import load_wrapper_class
+    from pytest_wiw.api.registry import get_spec
+    from pytest_wiw.checkpoints.cache_dir import default_cache_dir
+    from pytest_wiw.runtime.tiny import ensure_one, made_checkpoint
+    from pytest_wiw.runtime.wrapper_class import load_wrapper_class
 
     spec = get_spec(wm_type)
     if not spec.runnable:

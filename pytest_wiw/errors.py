@@ -26,3 +26,56 @@ class SpecError(WiwError, ValueError):
 
 class UsageError(WiwError):
     """A command-line option or value is wrong; the message says what is accepted."""
+
+
+# -- the wire and the worker process
+class ProtocolError(Exception):
+    """A frame is malformed, too large, or carries something other than plain arrays."""
+
+
+class WorkerError(Exception):
+    """The worker failed: it died, timed out, or could not load. The message carries its log tail."""
+
+
+class WorkerDied(WorkerError):
+    """The worker process ended without replying: ``how`` says how (``exited with status 1``), ``log_tail``
+    holds its last log lines."""
+
+    def __init__(self, message: str, how: str = "stopped answering", log_tail: list[str] | None = None):
+        super().__init__(message)
+        self.how = how
+        self.log_tail = log_tail or []
+
+
+class WorkerTimeout(WorkerError):
+    pass
+
+
+class RequestRejected(Exception):
+    """The worker answered a request with an ``error`` reply (it keeps serving)."""
+
+    def __init__(self, reply: dict):
+        self.reply = reply
+        super().__init__(reply.get("message", "error"))
+
+    @property
+    def field(self) -> str | None:
+        return self.reply.get("field")
+
+
+class GenerationUnavailable(Exception):
+    """A check's input generation failed; the check fails with this message."""
+
+
+class WorkerNotReady(WorkerError):
+    """The worker never reached ``ready``: every check that needs it is blocked by ``checkpoint loads``."""
+
+
+# -- reference episodes
+class EpisodeError(UsageError):
+    """A reference episode is missing a file or holds a wrong value; the message names the file."""
+
+
+# -- the embedded default
+class TinyCheckpointError(CheckpointError):
+    """The wrapper's ``make_tiny`` did not return the checkpoint it wrote (the embedded default has no files)."""

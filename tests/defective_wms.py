@@ -149,7 +149,7 @@ class IgnoresLimitsSVD(StableVideoDiffusion):
     """Skips the spec's request limits: a start image of any size goes on to be resized and generated."""
 
     def validate_request(self, request):
-        import pytest_wiw.worldmodel as worldmodel
+        import pytest_wiw.api.worldmodel as worldmodel
 
         enforce = worldmodel.check_request_limits
         worldmodel.check_request_limits = lambda request, spec: None  # the base checks, limits left out
@@ -374,7 +374,7 @@ class ForkingSlowSVD(ForkingSVD, SlowSVD):
 DEFECTIVE_CONFTEST = '''
 from pathlib import Path
 
-from pytest_wiw.registry import get_spec, register_wm
+from pytest_wiw.api.registry import get_spec, register_wm
 
 UNPINNED = Path(__file__).parent / "unpinned-env.txt"
 UNPINNED.write_text("torch>=2.0\\ndiffusers\\n")

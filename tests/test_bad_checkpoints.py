@@ -17,14 +17,14 @@ from typing import Callable
 import psutil
 import pytest
 import torch
+from conftest import make_checks_dir, run_checks
 from safetensors.torch import load_file, save_file
 
-from conftest import make_checks_dir, run_checks
-from pytest_wiw.registry import get_spec
-from pytest_wiw.tiny import ensure_tiny
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.runtime.tiny import ensure_tiny
 
 CONFTEST = '''
-from pytest_wiw.registry import get_spec, register_wm
+from pytest_wiw.api.registry import get_spec, register_wm
 
 for name in {names!r}:
     spec = get_spec(name.split("-")[0])

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import make_checks_dir, run_checks
-from pytest_wiw.baseline_cache import BaselineCache, BaselineCacheWarning, baseline_key
+
+from pytest_wiw.session.baseline_cache import BaselineCache, BaselineCacheWarning, baseline_key
 
 ENV = {"torch": "2.13.0", "diffusers": "0.42.1", "device": "cpu", "threads": 1, "deterministic_algorithms": True}
 

@@ -1,4 +1,4 @@
-"""Unit tests of checkpoint files on disk (pytest_wiw.checkpoint): safetensors headers, formats, cards.
+"""Unit tests of checkpoint files on disk (pytest_wiw.checkpoints.files): safetensors headers, formats, cards.
 
 Small real files are written with safetensors.numpy; nothing here needs torch.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from pytest_wiw.checkpoint import (
+from pytest_wiw.checkpoints.files import (
     CARD_NAME,
     MAX_FINGERPRINT_TENSORS,
     MAX_HEADER_BYTES,

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from pytest_wiw.compare import video_diff
+from pytest_wiw.checks.compare import video_diff
 
 # WIW's real output size for a Wan/Cosmos run: 17 frames of 480x832, about 20M values.
 REAL_SHAPE = (1, 17, 3, 480, 832)

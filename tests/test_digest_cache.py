@@ -1,4 +1,4 @@
-"""The checkpoint digest off the critical path: kept across sessions (pytest_wiw.digest_cache), and computed
+"""The checkpoint digest off the critical path: kept across sessions (pytest_wiw.checkpoints.digest_cache), and computed
 while the worker already loads (the readable check starts the worker first)."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_checks_dir, run_checks
 from safetensors.numpy import save_file
 
-from conftest import make_checks_dir, run_checks
-from pytest_wiw import digest_cache
-from pytest_wiw.checkpoint import open_checkpoint
+from pytest_wiw.checkpoints import digest_cache
+from pytest_wiw.checkpoints.files import open_checkpoint
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ import json, os, time
 
 import psutil
 
-from pytest_wiw import checkpoint as _checkpoint
+from pytest_wiw.checkpoints import files as _checkpoint
 
 _hash_files = _checkpoint.Checkpoint._hash_files
 

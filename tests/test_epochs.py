@@ -1,4 +1,4 @@
-"""pytest_wiw.epochs and what open_checkpoint / --ckpt-path make of it: DiffSynth epoch folders, A,B lists."""
+"""pytest_wiw.checkpoints.epochs and what open_checkpoint / --ckpt-path make of it: DiffSynth epoch folders, A,B lists."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pytest_wiw.checkpoint import open_checkpoint, tensor_key
-from pytest_wiw.epochs import pick_epochs, split_path_list
+from pytest_wiw.api.registry import load_registry
+from pytest_wiw.checkpoints.epochs import pick_epochs, split_path_list
+from pytest_wiw.checkpoints.files import open_checkpoint, tensor_key
 from pytest_wiw.errors import CheckpointError, UsageError
-from pytest_wiw.registry import load_registry
-from pytest_wiw.selection import parse_paths
+from pytest_wiw.plugin.selection import parse_paths
 
 LORA = {"blocks.0.self_attn.q.lora_A.default.weight": torch.zeros(2, 4),
         "blocks.0.self_attn.q.lora_B.default.weight": torch.zeros(4, 2)}

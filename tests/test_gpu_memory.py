@@ -14,7 +14,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import make_checks_dir, run_checks
 
 torch = pytest.importorskip("torch")

@@ -10,17 +10,17 @@ import sys
 import jsonschema
 import numpy as np
 import pytest
+from conftest import make_checks_dir, run_checks
 from PIL import Image
 
-from conftest import make_checks_dir, run_checks
-from pytest_wiw import ground_truth as gt
-from pytest_wiw.episodes import EpisodeError, episode_folders, load_episode, write_episode
-from pytest_wiw.equirect import perspective_view
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.checks import ground_truth as gt
 from pytest_wiw.errors import UsageError
-from pytest_wiw.pool import PoolSettings, WorkerPool
-from pytest_wiw.registry import get_spec
-from pytest_wiw.report import SCHEMA_PATH
-from pytest_wiw.request import GenerationRequest
+from pytest_wiw.reference.episodes import EpisodeError, episode_folders, load_episode, write_episode
+from pytest_wiw.reference.equirect import perspective_view
+from pytest_wiw.report.writer import SCHEMA_PATH
+from pytest_wiw.session.pool import PoolSettings, WorkerPool
 
 CHECK = "test_closer_to_ground_truth[FTwan21]"
 EPISODES = 4
@@ -76,7 +76,7 @@ def test_ground_truth_is_mapped_like_a_wrapper_output():
     """A 7-frame 64x96 ground truth becomes 4 frames of 32x48 by finish_video's own mapping."""
     import torch
 
-    from pytest_wiw.worldmodel import map_video
+    from pytest_wiw.api.worldmodel import map_video
 
     frames = np.random.default_rng(1).integers(0, 256, (7, 3, 64, 96), dtype=np.uint8)
     mapped = gt.map_ground_truth(frames, TINY_FRAMES, TINY_HW)

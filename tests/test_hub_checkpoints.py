@@ -8,10 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import make_checks_dir, make_tiny_cli, run_checks
 from hub_cache import REVISION, hub_snapshot
-from pytest_wiw.checkpoint import open_checkpoint
+
+from pytest_wiw.checkpoints.files import open_checkpoint
 from pytest_wiw.errors import CheckpointError
 
 SVD_REPO = "stabilityai/stable-video-diffusion-img2vid"
@@ -134,8 +134,8 @@ def test_damaged_snapshot_fails_checkpoint_readable(svd_snapshot, tmp_path, run_
 
 def test_a_linked_file_outside_a_hub_cache_is_followed(tmp_path):
     """A user's own link to a LoRA file elsewhere: the file named is the file read, as before."""
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     real = tmp_path / "data" / "lora.safetensors"
     real.parent.mkdir()

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import make_checks_dir, make_tiny_cli, run_checks
-from pytest_wiw.checkpoint import open_checkpoint
+
+from pytest_wiw.api.registry import CHECK_NAMES
+from pytest_wiw.checkpoints.files import open_checkpoint
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.registry import CHECK_NAMES
 
 GENERATION_CHECKS = ("test_output_contract", "test_seed_determinism", "test_differs_from_zero_shot")
 #: Skipped in these runs: no --wm-reference was given.

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import psutil
-
 from conftest import make_checks_dir
 
 # How long to wait for the hanging workers to start generating before pressing Ctrl-C.

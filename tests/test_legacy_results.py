@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from pytest_wiw.worker.legacy import command_settings, command_task, plan_launch, read_result
+from pytest_wiw.session.legacy import command_settings, command_task, plan_launch, read_result
 
 
 def test_protocol_5_result_from_numpy_2():

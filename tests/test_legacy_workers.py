@@ -8,7 +8,6 @@ import sysconfig
 import time
 
 import pytest
-
 from conftest import TESTS_DIR, make_checks_dir, run_checks
 
 TOY_WORKER = TESTS_DIR / "wiw_workers" / "toy_worker.py"

@@ -20,12 +20,7 @@ pytest.importorskip("diffusers")
 import dataclasses  # noqa: E402
 
 import jsonschema  # noqa: E402
-
-
 from conftest import make_checks_dir, run_checks  # noqa: E402
-from pytest_wiw import checkpoint, registry  # noqa: E402
-from pytest_wiw.report import SCHEMA_PATH  # noqa: E402
-
 from wrapper_helpers import (  # noqa: E402
     load_wrapper,
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
@@ -33,6 +28,10 @@ from wrapper_helpers import (  # noqa: E402
     save_diffsynth_full_fine_tune,
     tiny_swap_checkpoints,
 )
+
+from pytest_wiw import registry  # noqa: E402
+from pytest_wiw.checkpoints import files as checkpoint
+from pytest_wiw.report.writer import SCHEMA_PATH  # noqa: E402
 from wrappers.component_swap import ComponentSwap  # noqa: E402
 from wrappers.cosmos import Cosmos2VideoToWorld  # noqa: E402
 from wrappers.igen import ActionConditionedSVD  # noqa: E402
@@ -235,8 +234,8 @@ def test_an_unknown_offload_mode_is_a_usage_error(tmp_path, run_env):
 
 def test_the_worker_answers_stats_with_the_swaps_and_the_audit_time(tiny_cache, monkeypatch):
     """The worker's ``stats`` reply carries the wrapper's figures and the weight audit's time."""
-    from pytest_wiw.pool import PoolSettings, WorkerPool
-    from pytest_wiw.registry import get_spec
+    from pytest_wiw.api.registry import get_spec
+    from pytest_wiw.session.pool import PoolSettings, WorkerPool
 
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     pool = WorkerPool(PoolSettings(device="cpu", tiny_cache=str(tiny_cache), load_timeout=600,

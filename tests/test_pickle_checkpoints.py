@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_checks_dir, run_checks
 from safetensors.torch import load_file
 
-from conftest import make_checks_dir, run_checks
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.checkpoints.pickles import convert_pickles
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.pickles import convert_pickles
-from pytest_wiw.registry import get_spec
-from pytest_wiw.tiny import ensure_tiny
+from pytest_wiw.runtime.tiny import ensure_tiny
 
 
 class RunsACommand:

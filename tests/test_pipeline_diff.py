@@ -1,4 +1,4 @@
-"""pytest_wiw.pipeline_diff on a real tiny LTX pipeline folder and altered copies of it."""
+"""pytest_wiw.checkpoints.pipeline_diff on a real tiny LTX pipeline folder and altered copies of it."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ pytest.importorskip("diffusers")
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from pytest_wiw import registry  # noqa: E402
-from pytest_wiw.checkpoint import open_checkpoint  # noqa: E402
-from pytest_wiw.pipeline_diff import differing_components, identical_weight_files  # noqa: E402
-from pytest_wiw.tiny import ensure_tiny  # noqa: E402
+from pytest_wiw.checkpoints.files import open_checkpoint  # noqa: E402
+from pytest_wiw.checkpoints.pipeline_diff import differing_components, identical_weight_files  # noqa: E402
+from pytest_wiw.runtime.tiny import ensure_tiny  # noqa: E402
 
 VAE_FILE = "vae/diffusion_pytorch_model.safetensors"
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import make_checks_dir
 
 ALL_WIW = ("wan21 ltx hunyuan nwm cosmos20 cosmos25 wan22 svd gen4tur FTcosmos FTltx FTwan21 FTwan22 "

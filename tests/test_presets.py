@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import make_checks_dir, run_checks
+
+from pytest_wiw.api.registry import load_registry
 from pytest_wiw.errors import UsageError
-from pytest_wiw.presets import WIW_NOT_EVALUATED, preset_options
-from pytest_wiw.registry import load_registry
-from pytest_wiw.worker.server import effective_generation
+from pytest_wiw.runtime.presets import WIW_NOT_EVALUATED, preset_options
+from pytest_wiw.runtime.settings import effective_generation
 
 # Written from ../shared/WIW-FACTS.md §4 (not from the preset module): height x width, output height x width,
 # frames, steps, guidance. Output 480x480: workers_cfg.py OUT_WIDTH/OUT_HEIGHT, except wan22's own

@@ -1,4 +1,4 @@
-"""Unit tests of the worker wire protocol (pytest_wiw.worker.protocol): framing, bounds, no pickle."""
+"""Unit tests of the worker wire protocol (pytest_wiw.wire.frames): framing, bounds, no pickle."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from pytest_wiw.worker.protocol import (
+from pytest_wiw.wire.frames import (
     MAX_FRAME_BYTES,
     MAX_HEADER_BYTES,
     ProtocolError,

@@ -8,8 +8,8 @@ exact integer) reference on inputs whose integer sums pass 2**31.
 import numpy as np
 import torch
 
-from pytest_wiw.contact_sheet import rows_for_ft, shown_frames, shrunk
-from pytest_wiw.fingerprint import fingerprint_tensor
+from pytest_wiw.checkpoints.fingerprint import fingerprint_tensor
+from pytest_wiw.report.contact_sheet import rows_for_ft, shown_frames, shrunk
 
 # WIW's real output size for a Wan/Cosmos run: 17 frames of 480x832.
 REAL_SHAPE = (1, 17, 3, 480, 832)

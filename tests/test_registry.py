@@ -1,4 +1,4 @@
-"""Unit tests of the wm_type registry (pytest_wiw.registry), its listing and the ``pytest-wiw list`` command."""
+"""Unit tests of the wm_type registry (pytest_wiw.api.registry), its listing and the ``pytest-wiw list`` command."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import pytest_wiw.registry as registry_mod
-from pytest_wiw.errors import SpecError
-from pytest_wiw.listing import registry_table
-from pytest_wiw.registry import (
+import pytest_wiw.api.registry as registry_mod
+from pytest_wiw.api.registry import (
     CATEGORIES,
     FINETUNE_KINDS,
     GenerationDefaults,
@@ -23,6 +21,8 @@ from pytest_wiw.registry import (
     registry_problems,
     unpinned_requirements,
 )
+from pytest_wiw.errors import SpecError
+from pytest_wiw.plugin.listing import registry_table
 
 WIW_TYPES = {  # name: (category, base)
     "wan21": ("text", None), "ltx": ("text", None), "hunyuan": ("text", None), "nwm": ("text", None),

@@ -9,10 +9,10 @@ import sys
 
 import jsonschema
 import pytest
+from conftest import make_checks_dir, run_checks
 from PIL import Image
 
-from conftest import make_checks_dir, run_checks
-from pytest_wiw.report import SCHEMA_PATH
+from pytest_wiw.report.writer import SCHEMA_PATH
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
@@ -145,7 +145,7 @@ def test_wm_changed_selects_types_whose_files_changed(run_env, tmp_path):
     (pkg / "mywms" / "b.py").write_text("Y = 1\n")
     (pkg / "env.txt").write_text("torch==2.13.0\n")
     (pkg / "conftest.py").write_text(
-        "from pytest_wiw.registry import get_spec, register_wm\n"
+        "from pytest_wiw.api.registry import get_spec, register_wm\n"
         "d = get_spec('svd').defaults\n"
         "register_wm('contrib-a', wrapper='mywms.a:A', category='text', defaults=d, env='env.txt')\n"
         "register_wm('contrib-b', wrapper='mywms.b:B', category='text', defaults=d, env='env.txt')\n")

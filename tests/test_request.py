@@ -1,4 +1,4 @@
-"""Unit tests of GenerationRequest (pytest_wiw.request): validation, prompts, seeds, digest, wire form."""
+"""Unit tests of GenerationRequest (pytest_wiw.api.request): validation, prompts, seeds, digest, wire form."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from pytest_wiw.api.request import MAX_INSTRUCTION_CHARS, MAX_SEED, GenerationRequest
 from pytest_wiw.errors import RequestError
-from pytest_wiw.request import MAX_INSTRUCTION_CHARS, MAX_SEED, GenerationRequest
 
 
 def _images(batch: int = 2, h: int = 16, w: int = 24, fill: int = 0) -> np.ndarray:

@@ -7,9 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import make_checks_dir, make_tiny_cli, run_checks
-from pytest_wiw.rootdir import RESTARTED_ENV, equals_form, space_form_values
+
+from pytest_wiw.plugin.rootdir import RESTARTED_ENV, equals_form, space_form_values
 
 CARD_REASON = "this copy's card names no licence"
 PROJECT_INI = f"""[pytest]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from conftest import make_checks_dir, run_checks
-from pytest_wiw.registry import CHECK_NAMES
+
+from pytest_wiw.api.registry import CHECK_NAMES
 
 NATIVE = ("svd ltx hunyuan cosmos20 cosmos25 wan21 wan22 wan22-14B FTcosmos FTltx FTwan21 FTwan22 FTwan22-14B "
           "igen").split()

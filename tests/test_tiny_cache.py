@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from pytest_wiw.registry import WMSpec
-from pytest_wiw.tiny import ensure_one, source_digest
+from pytest_wiw.api.registry import WMSpec
+from pytest_wiw.runtime.tiny import ensure_one, source_digest
 
 PROBE = '''
 from pathlib import Path

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from safetensors.torch import load_file, save_file
-
 from conftest import make_checks_dir, make_tiny_cli, run_checks
+from safetensors.torch import load_file, save_file
 
 
 @pytest.fixture(scope="module")

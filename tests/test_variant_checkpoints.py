@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import make_checks_dir, make_tiny_cli, run_checks
 from hub_cache import hub_snapshot
-from pytest_wiw.checkpoint import open_checkpoint, weight_variant
+
+from pytest_wiw.checkpoints.files import open_checkpoint, weight_variant
 from pytest_wiw.errors import CheckpointError
 
 FP16_FILES = ("unet/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",

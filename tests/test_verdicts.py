@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import make_checks_dir, run_checks
 
 # Each plugin run below is a module fixture, built on every xdist worker that runs a test using it: tests/conftest.py

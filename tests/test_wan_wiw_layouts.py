@@ -20,16 +20,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import make_checks_dir, run_checks
 from safetensors.torch import load_file, save_file
 
-from conftest import make_checks_dir, run_checks
-from pytest_wiw.registry import get_spec
-from pytest_wiw.tiny import ensure_tiny
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.runtime.tiny import ensure_tiny
 from wrappers.component_swap import save_tiny_fine_tune
 from wrappers.wan_native import to_native
 
 CONFTEST = '''
-from pytest_wiw.registry import get_spec, register_wm
+from pytest_wiw.api.registry import get_spec, register_wm
 
 for name, of in {aliases!r}.items():
     spec = get_spec(of)

@@ -17,11 +17,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from conftest import make_checks_dir, run_checks  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from conftest import make_checks_dir, run_checks  # noqa: E402
 from pytest_wiw import registry  # noqa: E402
-from pytest_wiw.tiny import ensure_tiny  # noqa: E402
+from pytest_wiw.runtime.tiny import ensure_tiny  # noqa: E402
 
 #: Every check of an FT type (with its base in the same session) and of its base.
 FT_CHECKS = ("test_registered", "test_checkpoint_readable", "test_checkpoint_card", "test_checkpoint_loads",

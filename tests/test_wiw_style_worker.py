@@ -12,7 +12,6 @@ import json
 import sys
 
 import pytest
-
 from conftest import TESTS_DIR, make_checks_dir, make_tiny_cli, run_checks
 
 WIW_SVD = TESTS_DIR / "wiw_workers" / "wiw_svd_worker.py"

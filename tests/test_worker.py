@@ -10,15 +10,20 @@ import time
 
 import psutil
 import pytest
-
-from pytest_wiw.pool import PoolSettings, RequestRejected, WorkerPool, device_environment
-from pytest_wiw.registry import get_spec
-from pytest_wiw.request import GenerationRequest
-from pytest_wiw.subject import reference_image
-from pytest_wiw.worker.client import (LOG_LINE_CHARS, LOG_TAIL_LINES, SHUTDOWN_GRACE_S, WorkerDied, WorkerError,
-                                      WorkerTimeout)
-
 from conftest import TESTS_DIR
+
+from pytest_wiw.api.registry import get_spec
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.session.client import (
+    LOG_LINE_CHARS,
+    LOG_TAIL_LINES,
+    SHUTDOWN_GRACE_S,
+    WorkerDied,
+    WorkerError,
+    WorkerTimeout,
+)
+from pytest_wiw.session.pool import PoolSettings, RequestRejected, WorkerPool, device_environment
+from pytest_wiw.session.subject import reference_image
 
 # Short timeouts: the defective workers below hang for an hour unless the client gives up.
 REQUEST_TIMEOUT_S = 3.0
@@ -100,7 +105,7 @@ def test_hung_request_times_out_and_kills_the_worker(pool):
 def test_a_worker_that_hung_is_started_again_then_given_up_on(pool, monkeypatch):
     """After a timeout the next call starts the worker again (one more load, with its reason); a worker that
     keeps hanging is given up on after MAX_RESTARTS restarts."""
-    monkeypatch.setattr("pytest_wiw.pool.MAX_RESTARTS", 1)
+    monkeypatch.setattr("pytest_wiw.session.pool.MAX_RESTARTS", 1)
     handle = pool.get(svd_like("SlowSVD"), None, None, None)
     first = handle.ready["pid"]
     with pytest.raises(WorkerTimeout):

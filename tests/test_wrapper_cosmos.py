@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from pytest_wiw import checkpoint  # noqa: E402
-from pytest_wiw.errors import CheckpointError  # noqa: E402
+from diffusers import CosmosTransformer3DModel  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 from wrapper_helpers import (  # noqa: E402
     assert_batch_items_equal_items_alone,
     assert_component_folder_checkpoint,
@@ -30,9 +30,9 @@ from wrapper_helpers import (  # noqa: E402
     save_altered_component,
     tiny_swap_checkpoints,
 )
-from diffusers import CosmosTransformer3DModel  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 
+from pytest_wiw import checkpoint  # noqa: E402
+from pytest_wiw.errors import CheckpointError  # noqa: E402
 from wrappers.component_swap import save_tiny_fine_tune  # noqa: E402
 from wrappers.cosmos import _FT_NOISE, TINY_GENERATION, Cosmos2VideoToWorld  # noqa: E402
 

@@ -23,6 +23,7 @@ from wrapper_helpers import (  # noqa: E402
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
 )
+
 from wrappers.cosmos import NoOpSafetyChecker  # noqa: E402
 from wrappers.cosmos25 import TINY_GENERATION, Cosmos25Predict  # noqa: E402
 

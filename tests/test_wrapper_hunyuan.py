@@ -10,7 +10,6 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from pytest_wiw.errors import SpecError  # noqa: E402
 from wrapper_helpers import (  # noqa: E402
     assert_batch_items_equal_items_alone,
     assert_fingerprints_agree,
@@ -23,6 +22,8 @@ from wrapper_helpers import (  # noqa: E402
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
 )
+
+from pytest_wiw.errors import SpecError  # noqa: E402
 from wrappers.hunyuan import (  # noqa: E402
     TINY_GENERATION,
     HunyuanImageToVideo,

@@ -19,9 +19,6 @@ pytest.importorskip("diffusers")
 import torch.nn.functional as F  # noqa: E402
 from diffusers import UNetSpatioTemporalConditionModel  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
-
-from pytest_wiw import checkpoint  # noqa: E402
-from pytest_wiw.api import CheckpointError, RequestError, SpecError  # noqa: E402
 from wrapper_helpers import (  # noqa: E402
     assert_batch_items_equal_items_alone,
     assert_fingerprints_agree,
@@ -35,6 +32,9 @@ from wrapper_helpers import (  # noqa: E402
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
 )
+
+from pytest_wiw import checkpoint  # noqa: E402
+from pytest_wiw.api import CheckpointError, RequestError, SpecError  # noqa: E402
 from wrappers.igen import (  # noqa: E402
     MANIPULATION_CHANNELS,
     NAVIGATION_CHANNELS,

@@ -12,9 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from pytest_wiw import checkpoint  # noqa: E402
-from pytest_wiw.errors import CheckpointError  # noqa: E402
-from pytest_wiw.pipeline_diff import differing_components  # noqa: E402
+from diffusers import LTXVideoTransformer3DModel  # noqa: E402
 from wrapper_helpers import (  # noqa: E402
     assert_batch_items_equal_items_alone,
     assert_component_folder_checkpoint,
@@ -34,10 +32,12 @@ from wrapper_helpers import (  # noqa: E402
     save_altered_component,
     tiny_swap_checkpoints,
 )
+
+from pytest_wiw import checkpoint  # noqa: E402
+from pytest_wiw.checkpoints.pipeline_diff import differing_components  # noqa: E402
+from pytest_wiw.errors import CheckpointError  # noqa: E402
 from wrappers.component_swap import save_tiny_fine_tune  # noqa: E402
 from wrappers.ltx import _FT_NOISE, TINY_GENERATION, LTXImageToVideo  # noqa: E402
-
-from diffusers import LTXVideoTransformer3DModel  # noqa: E402
 
 _load = functools.partial(load_wrapper, LTXImageToVideo)
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pytest_wiw.api.registry import GenerationDefaults, WMSpec
+from pytest_wiw.api.worldmodel import zero_shot_context
 from pytest_wiw.errors import CheckpointError
-from pytest_wiw.registry import GenerationDefaults, WMSpec
-from pytest_wiw.tiny import TinyCheckpointError, made_checkpoint
-from pytest_wiw.worker.server import load_wrapper_class
-from pytest_wiw.worldmodel import zero_shot_context
-from pytest_wiw.wrapper_module import wrapper_module_problem
+from pytest_wiw.runtime.tiny import TinyCheckpointError, made_checkpoint
+from pytest_wiw.runtime.wrapper_class import load_wrapper_class, wrapper_module_problem
 
 
 class Tiny:

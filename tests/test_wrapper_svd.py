@@ -8,9 +8,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
-import pytest_wiw.checkpoint
-from pytest_wiw.api import CheckpointError
 from wrapper_helpers import (
     assert_batch_items_equal_items_alone,
     assert_uint8_video,
@@ -20,6 +17,9 @@ from wrapper_helpers import (
     mean_abs_diff,
     reference_request,
 )
+
+import pytest_wiw.checkpoints.files
+from pytest_wiw.api import CheckpointError
 from wrappers.svd import StableVideoDiffusion
 
 
@@ -110,10 +110,10 @@ def test_fingerprints_match_files(wm):
 
 def test_make_tiny_is_reproducible(tiny_dir, tmp_path):
     again = make_tiny_leaving_rng(StableVideoDiffusion, "svd", tmp_path / "again", seed=0)
-    a = pytest_wiw.checkpoint.open_checkpoint(tiny_dir)
-    b = pytest_wiw.checkpoint.open_checkpoint(again)
+    a = pytest_wiw.checkpoints.files.open_checkpoint(tiny_dir)
+    b = pytest_wiw.checkpoints.files.open_checkpoint(again)
     assert a.sha256() == b.sha256()
-    other = pytest_wiw.checkpoint.open_checkpoint(
+    other = pytest_wiw.checkpoints.files.open_checkpoint(
         StableVideoDiffusion.make_tiny("svd", tmp_path / "other", seed=1))
     assert other.sha256() != a.sha256()
 

@@ -13,9 +13,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-
-from pytest_wiw.checkpoint import card_generation, open_checkpoint
-from pytest_wiw.errors import CheckpointError
 from wrapper_helpers import (
     assert_batch_items_equal_items_alone,
     fingerprint_mismatches,
@@ -25,6 +22,9 @@ from wrapper_helpers import (
     reference_request,
     save_diffsynth_full_fine_tune,
 )
+
+from pytest_wiw.checkpoints.files import card_generation, open_checkpoint
+from pytest_wiw.errors import CheckpointError
 from wrappers.wan import TINY_GENERATION, TINY_LORA_B_GAIN, TINY_LORA_FOLDER, WanImageToVideo
 from wrappers.wan_lora import write_diffusers_lora_folder
 

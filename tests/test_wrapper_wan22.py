@@ -18,12 +18,6 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-
-from pytest_wiw import registry
-from pytest_wiw.checkpoint import Checkpoint, card_generation, open_checkpoint, read_card, read_safetensors_header
-from pytest_wiw.errors import CheckpointError
-from pytest_wiw.fingerprint import compare, fingerprint_tensor
-from pytest_wiw.worker.server import effective_generation
 from wrapper_helpers import (
     assert_batch_items_equal_items_alone,
     build_wrapper,
@@ -32,6 +26,18 @@ from wrapper_helpers import (
     one_thread,  # noqa: F401  (autouse: one torch thread for this module)
     reference_request,
 )
+
+from pytest_wiw.api import registry
+from pytest_wiw.checkpoints.files import (
+    Checkpoint,
+    card_generation,
+    open_checkpoint,
+    read_card,
+    read_safetensors_header,
+)
+from pytest_wiw.checkpoints.fingerprint import compare, fingerprint_tensor
+from pytest_wiw.errors import CheckpointError
+from pytest_wiw.runtime.settings import effective_generation
 from wrappers import wan22, wan22_a14b
 from wrappers.wan22 import Wan22TI2V
 from wrappers.wan22_a14b import TINY_LORA_FOLDERS, Wan22A14B
@@ -123,7 +129,7 @@ def paths(tmp_path_factory):
 
 
 def open_ckpt(path: Path) -> Checkpoint:
-    """open_checkpoint; for a folder of two LoRA files, which pytest_wiw.checkpoint does not accept yet ("cannot
+    """open_checkpoint; for a folder of two LoRA files, which pytest_wiw.checkpoints.files does not accept yet ("cannot
     tell the format"), the Checkpoint it is to return: format lora, both files."""
     try:
         return open_checkpoint(path)
@@ -285,7 +291,7 @@ def test_zero_shot_type_has_no_zero_shot_context(name, wms):
 # -- fingerprints ---------------------------------------------------------------------------------------------------
 def lora_mismatches(wm):
     """Every tensor of every LoRA file against its running tensor, keyed as the checkpoint keys them: the bare
-    name for one file, ``<file>/<name>`` for several (how pytest_wiw.checkpoint is to key a multi-file LoRA)."""
+    name for one file, ``<file>/<name>`` for several (how pytest_wiw.checkpoints.files is to key a multi-file LoRA)."""
     files = wm.ckpt.files
     bad = {}
     for f in files:

@@ -1,11 +1,12 @@
-"""Under -n, a family's checks run on one xdist worker (pytest_wiw.xdist_family), on every pytest we support."""
+"""Under -n, a family's checks run on one xdist worker (pytest_wiw.plugin.xdist_family), on every pytest we support."""
 
 from __future__ import annotations
 
 import json
 
 from conftest import make_checks_dir, run_checks
-from pytest_wiw.xdist_family import family_of
+
+from pytest_wiw.plugin.xdist_family import family_of
 
 FAMILIES = {"wan21": "wan21", "FTwan21": "wan21", "FTwan22-14B": "wan22_a14b", "svd": "svd"}
 

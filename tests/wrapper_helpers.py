@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from pytest_wiw import checkpoint, registry
-from pytest_wiw.fingerprint import compare, file_fingerprints
-from pytest_wiw.request import GenerationRequest
+from pytest_wiw.api import registry
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.checkpoints import files as checkpoint
+from pytest_wiw.checkpoints.fingerprint import compare, file_fingerprints
 
 #: Navigation actions of the reference requests, one row per batch item (4 opens a row).
 NAVIGATION_ACTIONS = [[4, 1, 2, 1], [4, 3, 3, 1]]

@@ -17,8 +17,8 @@ def main() -> int:
     os.dup2(devnull, sys.stdin.fileno())
     os.close(devnull)
 
-    from .protocol import write_frame
-    from .server import Worker, watch_parent
+    from pytest_wiw.wire.frames import write_frame
+    from pytest_wiw.worker.server import Worker, watch_parent
 
     watch_parent()
     worker = Worker(config, out)

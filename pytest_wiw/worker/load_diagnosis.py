@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import Checkpoint, read_safetensors_header
-from ..worldmodel import saved_state_dict
+from pytest_wiw.api.worldmodel import saved_state_dict
+from pytest_wiw.checkpoints.files import Checkpoint, read_safetensors_header
 
 #: Keys listed per component and kind before the rest is counted.
 LIST_AT_MOST = 8

@@ -7,10 +7,8 @@ replies leave on the original stdout; anything the model prints goes to stderr (
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
-import platform
 import signal
 import sys
 import threading
@@ -18,14 +16,16 @@ import time
 import traceback
 from pathlib import Path
 
-from ..checkpoint import VARIANT_OPTION, Checkpoint, card_generation, open_checkpoint
-from ..epochs import EPOCH_OPTION
-from ..errors import CheckpointError, RequestError
-from ..registry import GenerationDefaults, WMSpec
-from ..request import GenerationRequest
-from .protocol import ProtocolError, encode_frame, read_frame, write_frame
-from ..worldmodel import missing_super_init, zero_shot_context
-from .weights_audit import audit_weights
+from pytest_wiw.api.registry import WMSpec
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.api.worldmodel import missing_super_init, zero_shot_context
+from pytest_wiw.checkpoints.epochs import EPOCH_OPTION
+from pytest_wiw.checkpoints.files import VARIANT_OPTION, Checkpoint, open_checkpoint
+from pytest_wiw.errors import CheckpointError, RequestError
+from pytest_wiw.runtime.settings import configure_torch, effective_generation, resolve_base_path
+from pytest_wiw.runtime.wrapper_class import load_wrapper_class
+from pytest_wiw.wire.frames import ProtocolError, encode_frame, read_frame, write_frame
+from pytest_wiw.worker.weights_audit import audit_weights
 
 
 class Worker:
@@ -44,7 +44,7 @@ class Worker:
 
         cfg = self.config
         if cfg.get("progress", True):
-            from . import progress
+            from pytest_wiw.worker import progress
 
             progress.install(lambda info: write_frame(self.out, {"type": "progress", **info}))
         env = configure_torch(cfg.get("threads", 1), cfg.get("deterministic", True), cfg["device"])
@@ -52,7 +52,7 @@ class Worker:
         cls = load_wrapper_class(spec.wrapper)
         ckpt_path, base_path = cfg.get("ckpt"), cfg.get("base_ckpt")
         if ckpt_path is None:  # the embedded default: a tiny checkpoint built (once) into the cache
-            from ..tiny import TinyCheckpointError, ensure_tiny
+            from pytest_wiw.runtime.tiny import TinyCheckpointError, ensure_tiny
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
             try:
@@ -215,7 +215,7 @@ def output_problem(frames) -> Exception | None:
 def with_diagnosis(exc: Exception, ckpts: list[Checkpoint]) -> Exception:
     """``exc`` (a failed load), with the tensors each checkpoint folder misses or holds in excess or
     in another shape appended when a diagnosis finds some (pytest_wiw.worker.load_diagnosis)."""
-    from .load_diagnosis import diagnose_folder
+    from pytest_wiw.worker.load_diagnosis import diagnose_folder
 
     findings = [f"{c.path}: {line}" for c in ckpts for line in diagnose_folder(c)]
     if not findings:
@@ -223,84 +223,6 @@ def with_diagnosis(exc: Exception, ckpts: list[Checkpoint]) -> Exception:
     cause = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
     return CheckpointError(f"{cause}\nthe checkpoint's tensors do not match the model:\n  - "
                            + "\n  - ".join(findings))
-
-
-def load_wrapper_class(target: str):
-    """Import ``"module:Class"``; errors say which part is wrong."""
-    from ..wrapper_module import WRAPPER_FIX
-
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(f"wrapper module {module_name!r} (from {target!r}) cannot be imported: "
-                          f"{type(exc).__name__}: {exc}: {WRAPPER_FIX}") from exc
-    try:
-        return getattr(module, class_name)
-    except AttributeError:
-        raise ImportError(f"wrapper module {module_name!r} has no class {class_name!r}: fix the class name in "
-                          f"register_wm(wrapper={target!r})") from None
-
-
-def resolve_base_path(ckpt: Checkpoint, given: str | None) -> Path:
-    """The FT checkpoint's zero-shot base: --base-ckpt-path, else the card's ``base_model``."""
-    if given:
-        return Path(given)
-    base = ckpt.card.get("base_model")
-    if not base:
-        raise CheckpointError(f"{ckpt.path}: no base checkpoint: give --base-ckpt-path, or name a local "
-                              f"base_model in the card ({ckpt.root / 'README.md'})")
-    path = Path(str(base)).expanduser()
-    if not path.is_absolute():
-        path = ckpt.root / path
-    if not path.exists():
-        raise CheckpointError(f"{ckpt.root / 'README.md'}: base_model {base!r} is not a local path "
-                              "(nothing is downloaded): give --base-ckpt-path")
-    return path
-
-
-def effective_generation(defaults: GenerationDefaults, ckpts: list[Checkpoint | None],
-                         options: dict) -> GenerationDefaults:
-    """Spec defaults, updated by each card in turn (an FT's base, then the FT checkpoint), then by
-    the --wm-opt keys that name a generation setting."""
-    fields = {f.name for f in dataclasses.fields(GenerationDefaults)}
-    generation = defaults
-    for ckpt in ckpts:
-        if ckpt is not None:
-            generation = generation.updated(card_generation(ckpt.card))
-    return generation.updated({k: v for k, v in options.items() if k in fields})
-
-
-def configure_torch(threads: int, deterministic: bool, device: str) -> dict:
-    """Pin the thread count and, unless opted out, make torch deterministic; report what is in force."""
-    import torch
-
-    torch.set_num_threads(threads)
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    env = {
-        "python": platform.python_version(), "executable": sys.executable, "torch": torch.__version__,
-        "device": device,
-        "threads": torch.get_num_threads(), "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "cudnn_deterministic": torch.backends.cudnn.deterministic,
-        "tf32": bool(torch.backends.cuda.matmul.allow_tf32),
-        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
-        "cuda": torch.version.cuda, "gpu": None,
-    }
-    try:
-        import diffusers
-
-        env["diffusers"] = diffusers.__version__
-    except ImportError:
-        env["diffusers"] = None
-    if device.startswith("cuda"):
-        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        env["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return env
 
 
 def memory_report() -> dict:

@@ -1,0 +1,384 @@
+"""The pytest plugin: options, selection, parametrization, fixtures, header and teardown.
+
+Sections: 1. options  2. selection (configure)  3. xdist defaults and --wm-list  4. collection and
+parametrization  5. fixtures  6. header  7. teardown. Nothing here imports torch or diffusers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_wiw.api.worldmodel import OFFLOAD_MODES
+from pytest_wiw.errors import UsageError
+from pytest_wiw.plugin.selection import DTYPES, Selection, parse_selection
+from pytest_wiw.report.contact_sheet import write_subject_sheet
+from pytest_wiw.session.wiw_session import WiwSession
+
+CONFORMANCE_DIR = Path(__file__).resolve().parents[2] / "conformance"
+#: Reference episodes the ground-truth check generates for by default (two generations each).
+DEFAULT_REFERENCE_EPISODES = 4
+_SESSION_KEY = pytest.StashKey[WiwSession]()
+_SELECTION_KEY = pytest.StashKey[Selection]()
+
+
+# 1. options ------------------------------------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wiw", "pytest-wiw: world-model conformance")
+    group.addoption("--wm", action="append", default=[], metavar="WM",
+                    help="wm_type(s) to check: repeatable, comma lists, or 'all' (see --wm-list)")
+    group.addoption("--ckpt-path", action="append", default=[], metavar="[WM=]PATH",
+                    help="checkpoint of the wm_type under test (with several --wm: WM=PATH); "
+                         "default: a tiny random checkpoint built offline")
+    group.addoption("--base-ckpt-path", action="append", default=[], metavar="[WM=]PATH",
+                    help="zero-shot base checkpoint of an FT type (default: the card's base_model)")
+    group.addoption("--wm-device", default="auto", metavar="DEV",
+                    help="auto (a GPU if one is visible), cpu, cuda, or cuda:N (default: auto)")
+    group.addoption("--wm-dtype", default="float32", metavar="DTYPE", help=f"one of {', '.join(DTYPES)}")
+    group.addoption("--wm-seed", default="0", metavar="INT", help="seed s of the reference request (default 0)")
+    group.addoption("--wm-timeout", default="1800", metavar="SECONDS", help="per-request timeout (default 1800)")
+    group.addoption("--wm-load-timeout", default="1800", metavar="SECONDS",
+                    help="time a worker gets to load its checkpoint (default 1800)")
+    group.addoption("--wm-worker-python", default=None, metavar="PYTHON",
+                    help="interpreter that runs the worker processes (the WM's own environment)")
+    group.addoption("--wm-worker-cmd", action="append", default=[], metavar="[WM=]COMMAND",
+                    help="run an unmodified WIW worker script for the wm_type through the legacy adapter, "
+                         "e.g. \"python downstream/api_models/nwm_model.py --ckpt_path ...\"")
+    group.addoption("--wm-threads", default="1", metavar="N",
+                    help="torch threads in each worker, pinned for reproducibility (default 1)")
+    group.addoption("--wm-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="wrapper option, repeatable; generation settings (steps, height, ...) override defaults")
+    group.addoption("--wm-offload", default=OFFLOAD_MODES[0], choices=OFFLOAD_MODES,
+                    help="FT types that swap a component into their base (FTcosmos, FTltx, igen): keep the idle "
+                         "one in pinned host memory and swap it in for zero-shot calls (pinned, the default), or "
+                         "keep both on the device (none)")
+    group.addoption("--wm-preset", default=None, metavar="NAME",
+                    help="run every wm_type at a named set of generation settings: 'wiw' is World-in-World's own "
+                         "(sizes, frames, steps, guidance; docs/checkpoints.md); --wm-opt values still win")
+    group.addoption("--wm-min-diff", default="1.0", metavar="LEVELS",
+                    help="smallest mean |FT - zero-shot| in uint8 levels that counts as a change (default 1)")
+    group.addoption("--wm-max-batch", default="2", metavar="N",
+                    help="largest batch sent to a worker; 1 for models too big for a batch of two")
+    group.addoption("--wm-nondeterministic", action="store_true",
+                    help="do not force torch's deterministic algorithms in the workers")
+    group.addoption("--wm-shard", default=None, metavar="K/N",
+                    help="run shard K of N: a stable split of the selected wm_types by family (FT types stay "
+                         "with their base)")
+    group.addoption("--wm-changed", default=None, metavar="GIT_REF",
+                    help="keep only wm_types whose wrapper module, registry entry or environment file changed "
+                         "since GIT_REF")
+    group.addoption("--wm-max-examples", default=None, metavar="N",
+                    help="requests the property check draws per wm_type (default: the hypothesis profile's "
+                         "with --hypothesis-profile dev|ci|gpu, else 3 on the tiny defaults and 1 on a real "
+                         "checkpoint, where a generation takes minutes)")
+    group.addoption("--wm-baseline-cache", default=None, metavar="DIR",
+                    help="keep zero-shot outputs of FT types in DIR and reuse them on later runs "
+                         "(keyed by base checkpoint, request, seed, wrapper and library versions, device)")
+    group.addoption("--wm-allow-pickle", action="store_true",
+                    help="convert pickle weights (.bin .pt .pth .ckpt) to safetensors with "
+                         "torch.load(weights_only=True) instead of refusing them; a pickle that holds anything "
+                         "but tensors is still refused")
+    group.addoption("--wm-reference", default=None, metavar="DIR",
+                    help="reference episodes (docs/ground-truth.md): FT types are checked to be closer to their "
+                         "ground-truth frames than the zero-shot base is ('closer to ground truth')")
+    group.addoption("--wm-reference-episodes", default=str(DEFAULT_REFERENCE_EPISODES), metavar="N",
+                    help="episodes of --wm-reference to generate for, two generations each (default "
+                         f"{DEFAULT_REFERENCE_EPISODES}: the fewest a bootstrap interval says something on, and 8 "
+                         "generations of minutes each on a real checkpoint)")
+    group.addoption("--wm-reference-margin", default="0", metavar="M|psnr=M,ssim=M",
+                    help="fail 'closer to ground truth' only when a metric's 95%% interval lies wholly below minus "
+                         "this margin (PSNR in dB, SSIM in its own units); default 0: fail only when the FT is "
+                         "reliably worse than zero-shot")
+    group.addoption("--wm-report", default=None, metavar="DIR",
+                    help="write <wm_type>.json, report.md and a contact sheet per wm_type into DIR")
+    group.addoption("--wm-list", action="store_true", help="print the registered wm_types and exit")
+    parser.addini("wm_expected_failures", type="linelist", default=[],
+                  help="known failing checks, one per line: 'WM_TYPE: check name: reason' (strict xfail)")
+
+
+# 2. selection ------------------------------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before any conftest loads, when a ``--ckpt-path PATH`` (space form) moved the rootdir (pytest issue
+    8846): start pytest again with ``--ckpt-path=PATH``, or stop with a usage error where that cannot be
+    done (see pytest_wiw.plugin.rootdir)."""
+    from pytest_wiw.plugin.rootdir import misplaced_rootdir, restart_in_equals_form
+
+    message = misplaced_rootdir(early_config)
+    if message:
+        restart_in_equals_form(early_config)
+        raise pytest.UsageError(message)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "wm_check(name): the conformance check a test implements")
+    if config.option.wm_list or not config.option.wm:
+        return
+    _register_hypothesis_profiles()
+    try:
+        selection = parse_selection(config.option, config.getini("wm_expected_failures"))
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[_SELECTION_KEY] = selection
+    if config.option.wm_report and _controller(config):
+        from pytest_wiw.report.writer import ReportCollector
+
+        collector = ReportCollector(selection)
+        config.stash[_REPORT_KEY] = collector
+        config.pluginmanager.register(_ReportHooks(collector), "wiw-report")
+    conformance = str(CONFORMANCE_DIR)
+    if conformance not in config.args:
+        if config.args_source != pytest.Config.ArgsSource.ARGS:
+            config.args[:] = []  # `pytest --wm X` alone runs the checks, not the tests under cwd
+        config.args.append(conformance)
+
+
+# 3. --wm-list and xdist defaults ---------------------------------------------------------------------
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config):
+    if not config.option.wm_list:
+        return None
+    from pytest_wiw.plugin.listing import registry_table
+
+    try:
+        print(registry_table())
+    except UsageError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 4
+    return 0
+
+
+def _register_hypothesis_profiles() -> None:
+    """Budgets of the property check: ``--hypothesis-profile dev|ci|gpu`` (``--wm-max-examples`` wins)."""
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    for name, examples in (("dev", 10), ("ci", 3), ("gpu", 2)):
+        try:
+            settings.get_profile(name)  # the user's own profile of that name wins
+        except InvalidArgument:
+            settings.register_profile(name, max_examples=examples, deadline=None)
+
+
+def _groups_by_family(config: pytest.Config) -> bool:
+    """Whether this xdist controller hands out checks by family: with -n and no --dist of the user's."""
+    explicit = any(a in ("--dist", "-d") or a.startswith("--dist=") for a in config.invocation_params.args)
+    return (not explicit and not hasattr(config, "workerinput") and _SELECTION_KEY in config.stash
+            and bool(getattr(config.option, "numprocesses", None)) and config.option.dist == "load")
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Under -n, every check of one family runs on one worker (see pytest_wiw.plugin.xdist_family)."""
+    if not _groups_by_family(config):
+        return None
+    from pytest_wiw.plugin.xdist_family import FamilyScheduling
+
+    selection = config.stash[_SELECTION_KEY]
+    families = {name: selection.registry[name].family for name in selection.wm_types}
+    return FamilyScheduling(config, log, families=families)
+
+
+# 4. collection and parametrization -------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    check = metafunc.definition.get_closest_marker("wm_check")
+    if check is None or "wm_type" not in metafunc.fixturenames:
+        return  # only conformance checks (marked wm_check) are parametrized over wm_types
+    selection = metafunc.config.stash.get(_SELECTION_KEY, None)
+    names = selection.wm_types if selection else []
+    check_name = check.args[0]
+    ft_only = bool(check.kwargs.get("ft_only"))
+    params = []
+    for name in names:
+        spec = selection.registry[name]
+        marks = [pytest.mark.xdist_group(spec.family)]
+        if not spec.runnable and name not in selection.settings.worker_cmds:
+            marks.append(pytest.mark.skip(reason=f"{name} is not runnable here: {spec.unavailable}"))
+        elif ft_only and not spec.is_ft:
+            marks.append(pytest.mark.skip(reason=f"{name} is a zero-shot type: '{check_name}' applies to FT types"))
+        reason = spec.expected_failures.get(check_name) or selection.expected_failures.get((name, check_name))
+        if reason:
+            marks.append(pytest.mark.xfail(reason=f"expected failure declared by {name}: {reason}", strict=True))
+        params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("wm_type", params)
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every check's junit test case carries its wm_type, skipped ones too."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and item.get_closest_marker("wm_check") and "wm_type" in callspec.params:
+        item.user_properties.append(("wm_type", callspec.params["wm_type"]))
+
+
+# 5. fixtures -------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
+    """The session's worker pool, result store and wm_type subjects."""
+    config = request.config
+    if _SESSION_KEY not in config.stash:
+        profile = config.getoption("hypothesis_profile", None)
+        config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY], _progress_display(config), profile)
+    return config.stash[_SESSION_KEY]
+
+
+def _progress_display(config: pytest.Config):
+    """Where worker progress goes: an updating line on a tty, plain lines otherwise, nothing with -q
+    or in an xdist worker (it has no terminal)."""
+    from pytest_wiw.plugin.terminal import ProgressDisplay
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.option.verbose < 0 or not _controller(config):
+        return None
+    isatty = reporter.isatty  # a method since pytest 8.1, a plain bool before
+    return ProgressDisplay(reporter, live=isatty() if callable(isatty) else bool(isatty),
+                           capture_manager=config.pluginmanager.get_plugin("capturemanager"))
+
+
+@pytest.fixture
+def wm(wm_type: str, wiw_session: WiwSession):
+    """The wm_type under test (a ``WMSubject``): its spec, checkpoint, worker and floor generations."""
+    return wiw_session.subject(wm_type)
+
+
+@pytest.fixture
+def wiw_record(request: pytest.FixtureRequest):
+    """Record a figure on the check's report: a junit property and a report metric.
+
+    Unlike pytest's ``record_property`` it does not warn under junit_family xunit2.
+    """
+    return lambda name, value: request.node.user_properties.append((name, value))
+
+
+# 6. header -----------------------------------------------------------------------------------------
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    selection = config.stash.get(_SELECTION_KEY, None)
+    if selection is None:
+        return None
+    s = selection.settings
+    lines = [f"wiw: wm_types {', '.join(selection.wm_types)}"]
+    for name in selection.wm_types:
+        ckpt = selection.ckpt.get(name) or "embedded tiny default"
+        if name in s.worker_cmds:
+            ckpt = f"legacy WIW worker: {s.worker_cmds[name]}"
+        base = selection.base_ckpt.get(name)
+        lines.append(f"wiw:   {name}: checkpoint {ckpt}" + (f", base {base}" if base else ""))
+    lines.append(f"wiw: device {s.device}, dtype {s.dtype}, seed {selection.seed}, threads {s.threads}, "
+                 f"deterministic algorithms {'on' if s.deterministic else 'off'}, max batch {selection.max_batch}")
+    lines.append(f"wiw: worker python {s.python}; tiny cache {s.tiny_cache}")
+    if selection.preset:
+        lines += _preset_lines(selection)
+    return lines
+
+
+def _preset_lines(selection: Selection) -> list[str]:
+    """The preset and, per wm_type, the settings it resolves to (--wm-opt values over the preset's)."""
+    from pytest_wiw.runtime.presets import preset_note
+
+    lines = [f"wiw: preset {selection.preset} (--wm-opt values win)"]
+    for name in selection.wm_types:
+        if not selection.registry[name].runnable:
+            continue
+        settings = selection.preset_settings(name)
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items()) or "registry defaults"
+        lines.append(f"wiw:   {name}: {shown} ({preset_note(selection.preset, name)})")
+    return lines
+
+
+# 7. teardown, the cost summary and the report ---------------------------------------------------------
+_SUMMARIES_KEY = pytest.StashKey[dict]()
+_REPORT_KEY = pytest.StashKey[object]()
+_REPORT_PATHS_KEY = pytest.StashKey[list]()
+
+
+def _controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workeroutput")
+
+
+@pytest.hookimpl(trylast=True)  # after xdist has taken its workers down (their summaries are in)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    wiw = config.stash.get(_SESSION_KEY, None)
+    if wiw is not None:
+        report_dir = config.option.wm_report
+        summaries = wiw.summaries()
+        if report_dir:  # this process's contact sheets
+            for name, subject in wiw.subjects.items():
+                write_subject_sheet(subject, Path(report_dir) / f"{name}.png")
+        wiw.close()
+        if _controller(config):
+            _merge_summaries(config, summaries)
+        else:  # an xdist worker: the controller merges what every worker sends
+            config.workeroutput["wiw_summaries"] = summaries
+    collector = config.stash.get(_REPORT_KEY, None)
+    if collector is not None and _controller(config):
+        collector.add_workers(config.stash.get(_SUMMARIES_KEY, {}))
+        config.stash[_REPORT_PATHS_KEY] = collector.write(Path(config.option.wm_report))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    _merge_summaries(node.config, getattr(node, "workeroutput", {}).get("wiw_summaries", {}))
+
+
+def _merge_summaries(config: pytest.Config, summaries: dict) -> None:
+    from pytest_wiw.session.wiw_session import COUNTS
+
+    total = config.stash.setdefault(_SUMMARIES_KEY, {})
+    for wm_type, summary in summaries.items():
+        mine = total.setdefault(wm_type, dict.fromkeys(COUNTS, 0))
+        for key, value in summary.items():
+            mine[key] = mine[key] + value if key in COUNTS else value
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    summaries = config.stash.get(_SUMMARIES_KEY, None)
+    if summaries:
+        terminalreporter.section("wiw: loads and generation calls")
+        for wm_type, entry in sorted(summaries.items()):
+            reference = (f", {entry['reference_generations']} reference generation(s)"
+                         if entry.get("reference_generations") or entry.get("ground_truth") else "")
+            terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} "
+                                        f"generation call(s), {entry['property_examples']} property example(s)"
+                                        + reference)
+            if entry.get("ground_truth"):
+                terminalreporter.write_line(f"{wm_type}: closer to ground truth: {entry['ground_truth']['summary']}")
+            for why in entry.get("restarts") or []:
+                terminalreporter.write_line(f"{wm_type}: worker started again after it {why}")
+    causes = _root_causes(terminalreporter)
+    if causes:
+        terminalreporter.section("wiw: root causes (blocked checks follow from these)")
+        for line in causes:
+            terminalreporter.write_line(line)
+    paths = config.stash.get(_REPORT_PATHS_KEY, None)
+    if paths:
+        terminalreporter.write_line(f"wiw: report written to {Path(paths[-1]).parent} "
+                                    f"({', '.join(p.name for p in paths)})")
+
+
+def _root_causes(terminalreporter) -> list[str]:
+    """One line per failed conformance check: ``wm_type / check: first line of its message``."""
+    from pytest_wiw.report.writer import _TEST_ID
+
+    lines = []
+    for report in terminalreporter.stats.get("failed", []) + terminalreporter.stats.get("error", []):
+        match = _TEST_ID.search(getattr(report, "nodeid", ""))
+        if not match or not any(key == "wm_type" for key, _ in getattr(report, "user_properties", ())):
+            continue  # not a conformance check (pytest_itemcollected tags those with their wm_type)
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = (crash.message if crash else str(report.longrepr)).strip()
+        first = text.splitlines()[0].removeprefix("Failed: ") if text else "failed"
+        lines.append(f"{match['wm']} / {match['test'][len('test_'):].replace('_', ' ')}: {first}")
+    return lines
+
+
+class _ReportHooks:
+    """Registered in the controller when --wm-report is given: feeds every check's phases to the report."""
+
+    def __init__(self, collector):
+        self.collector = collector
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.collector.add_logreport(report)

@@ -1,0 +1,223 @@
+"""The client side of a worker process: start it, wait for ``ready``, send requests, tear it down.
+
+Every wait has a deadline; a worker that exits, closes its pipe or overruns a timeout is reported
+at once with the last lines of its log, and is killed with its whole process group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pytest_wiw.errors import WorkerDied, WorkerError, WorkerTimeout
+from pytest_wiw.wire.frames import _LEN, ProtocolError, decode_body, encode_frame
+
+# How long a worker gets to exit after ``shutdown`` before its process group is killed.
+SHUTDOWN_GRACE_S = 10.0
+# An error message carries the last LOG_TAIL_LINES lines of the worker's log, each cut to
+# LOG_LINE_CHARS characters, read from its last LOG_TAIL_BYTES: a model that floods its log with
+# megabytes (one progress bar without newlines, a dump of a tensor) still gives a message one can read.
+LOG_TAIL_LINES = 20
+LOG_LINE_CHARS = 500
+LOG_TAIL_BYTES = 64 * 1024
+_POLL_S = 0.2
+# Its pipe closed, a dying worker still runs its interpreter's shutdown (threads, atexit): on a loaded
+# machine that took over 2 s. The wait ends as soon as it exits; its status names the cause.
+EXIT_WAIT_S = 15.0
+
+
+class WorkerProcess:
+    """One running worker process and the pipe pair to it."""
+
+    #: What the client is waiting for the worker to finish (``"while generating (...)"``); None when idle.
+    #: A worker stopped while busy is killed at once: it would not read a ``shutdown`` until it finished.
+    awaiting: str | None = None
+
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, label: str):
+        self.label = label
+        self.log_path = log_path
+        #: time.monotonic() when the process was started (a load timeout counts from here)
+        self.started = time.monotonic()
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     env=env, start_new_session=True)
+        self.reply_fd = self.proc.stdout.fileno()
+        self.extra_pipes: list = []  # further pipe ends a subclass owns, closed at teardown
+        self.stopped_because: str | None = None
+        #: Called with each ``progress`` frame (stage, what, done, total, unit) while waiting for a reply.
+        self.on_progress: Callable[[str, dict], None] | None = None
+        #: The checkpoint paths the worker resolved before loading (the embedded default's tiny files).
+        self.resolved: dict | None = None
+
+    @classmethod
+    def start(cls, python: str, config: dict, env: dict[str, str], log_path: Path, label: str) -> "WorkerProcess":
+        argv = [python, "-m", "pytest_wiw.worker", json.dumps(config)]
+        return cls(argv, env, log_path, label)
+
+    # -- messaging ---------------------------------------------------------------------------
+    def send(self, header: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
+        self._ensure_running()
+        try:
+            self.proc.stdin.write(encode_frame(header, arrays))
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died("while a request was being sent") from None
+
+    def receive(self, timeout: float, what: str) -> tuple[dict, dict[str, np.ndarray]]:
+        """The next reply from the worker within ``timeout`` seconds; progress frames go to on_progress."""
+        deadline = time.monotonic() + timeout
+        saw_progress = False
+        self.awaiting = what
+        while True:
+            (total,) = _LEN.unpack(self._read(4, deadline, what))
+            try:
+                header, arrays = decode_body(total, lambda n: self._read(n, deadline, what))
+            except ProtocolError as exc:
+                self.kill(f"sent a malformed frame ({exc})")
+                raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
+            if header.get("type") == "resolved":
+                self.resolved = header
+                continue
+            if header.get("type") != "progress":
+                self.awaiting = None
+                if saw_progress and self.on_progress is not None:
+                    self.on_progress(self.label, None)
+                return header, arrays
+            saw_progress = True
+            if self.on_progress is not None:
+                self.on_progress(self.label, header)
+
+    def request(self, header: dict, arrays: dict[str, np.ndarray] | None, timeout: float,
+                what: str) -> tuple[dict, dict[str, np.ndarray]]:
+        self.send(header, arrays)
+        return self.receive(timeout, what)
+
+    def _read(self, n: int, deadline: float, what: str) -> bytes:
+        fd = self.reply_fd
+        chunks, got = [], 0
+        while got < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill(f"timed out {what}")
+                raise WorkerTimeout(f"{self.label}: no reply after the timeout {what}; the worker was stopped"
+                                    f"{self.log_tail_text()}")
+            ready, _, _ = select.select([fd], [], [], min(_POLL_S, remaining))
+            if not ready:
+                if self.proc.poll() is not None:
+                    raise self._died(what)
+                continue
+            chunk = os.read(fd, min(n - got, 1 << 20))
+            if not chunk:
+                raise self._died(what)
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def _ensure_running(self) -> None:
+        if self.stopped_because:
+            raise WorkerError(f"{self.label}: the worker was stopped earlier: it {self.stopped_because}")
+        if self.proc.poll() is not None:
+            raise self._died("before the request")
+
+    def _died(self, what: str) -> WorkerDied:
+        try:
+            code = self.proc.wait(timeout=EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.stopped_because = self.stopped_because or f"exited with status {code}"
+        cause = describe_exit(code)
+        hint = " (a wrapper that calls sys.exit() or os._exit(0)?)" if code == 0 else ""
+        self.kill("died")
+        return WorkerDied(f"{self.label}: the worker {cause} {what}, without replying{hint}{self.log_tail_text()}",
+                          how=cause, log_tail=self.log_tail())
+
+    # -- logs and teardown -------------------------------------------------------------------
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> list[str]:
+        """The last ``lines`` lines of the worker's log, each cut to LOG_LINE_CHARS characters."""
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(max(0, os.path.getsize(self.log_path) - LOG_TAIL_BYTES))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return []
+        return [_cut(line) for line in deque(text.splitlines(), maxlen=lines)]
+
+    def log_tail_text(self) -> str:
+        tail = self.log_tail()
+        if not tail:
+            return f" (its log {self.log_path} is empty)"
+        return f"\nlast lines of its log ({self.log_path}):\n    " + "\n    ".join(tail)
+
+    def kill(self, reason: str) -> None:
+        """Kill the worker's whole process group now."""
+        self.stopped_because = self.stopped_because or reason
+        _killpg(self.proc, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass
+        self._close_pipes()
+
+    def close(self) -> None:
+        """Ask the worker to shut down; kill its process group if it does not exit in time, or at once
+        when it is busy with a request (the session was interrupted: it would not read ``shutdown``)."""
+        if self.awaiting and not self.stopped_because:
+            self.stopped_because = f"was stopped {self.awaiting}, when the session ended or was interrupted"
+        if self.proc.poll() is None and not self.stopped_because:
+            try:
+                self.proc.stdin.write(encode_frame({"type": "shutdown"}))
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=SHUTDOWN_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        # Whatever the worker started (dataloaders, compilers) is in its process group: end them too.
+        self.kill("was shut down at the end of the session")
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout, *self.extra_pipes):
+            if pipe is None:
+                continue
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        self._log.close()
+
+
+def _cut(line: str) -> str:
+    if len(line) <= LOG_LINE_CHARS:
+        return line
+    return f"{line[:LOG_LINE_CHARS]} [line cut at {LOG_LINE_CHARS} characters]"
+
+
+def _killpg(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe_exit(code: int | None) -> str:
+    """How a worker ended, from its exit code: ``exited with status 3``, ``was killed by SIGSEGV``."""
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with status {code}"
