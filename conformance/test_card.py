@@ -2,9 +2,7 @@
 
 import pytest
 
-from pytest_wiw.checkpoints.card import card_problems
-from pytest_wiw.checkpoints.files import CARD_NAME
-from pytest_wiw.checks.assertions import checkpoint_of, fail, require_upstream
+from pytest_wiw.checks import CARD_NAME, card_problems, checkpoint_of, fail, require_upstream
 
 
 @pytest.mark.wm_check("checkpoint card", ft_only=True)

@@ -2,13 +2,23 @@
 
 import pytest
 
-from pytest_wiw.checkpoints.files import open_checkpoint
-from pytest_wiw.checkpoints.fingerprint import Fingerprint, compare, file_fingerprints
-from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, differing_components
-from pytest_wiw.checks import judgements
-from pytest_wiw.checks.assertions import blocked, checkpoint_of, fail, record, require, require_upstream
-from pytest_wiw.errors import CheckpointError
-from pytest_wiw.session.client import WorkerError
+from pytest_wiw.checks import (
+    SWAPPED_COMPONENT,
+    CheckpointError,
+    Fingerprint,
+    WorkerError,
+    blocked,
+    checkpoint_of,
+    compare_fingerprints,
+    differing_components,
+    fail,
+    file_fingerprints,
+    judgements,
+    open_checkpoint,
+    record,
+    require,
+    require_upstream,
+)
 
 # How many offending tensor names a message lists before it says "and N more".
 LIST_AT_MOST = 5
@@ -22,8 +32,8 @@ AUDIT_FINDINGS = {
 }
 
 
-def ckpt_name(ready: dict) -> str:
-    return str((ready.get("ckpt") or {}).get("path") or "the checkpoint")
+def ckpt_name(ready) -> str:
+    return str((ready.ckpt or {}).get("path") or "the checkpoint")
 
 
 def skip_if_legacy(wm):
@@ -69,26 +79,26 @@ def test_checkpoint_loads(wm, wiw_record):
     except WorkerError as exc:
         fail(f"the worker did not load: {exc}")
     if wm.legacy_command:  # a WIW script says nothing of its load: it has loaded when it answers
-        record(wiw_record, wm, worker_pid=ready["pid"])
+        record(wiw_record, wm, worker_pid=ready.pid)
         cause = judgements.loaded(wm)
         if cause:
             fail(cause)
         return
-    record(wiw_record, wm, worker_pid=ready["pid"], worker_python=ready["environment"]["executable"],
-           load_seconds=round(ready["load_seconds"], 3),
-           weight_audit_seconds=_rounded(ready.get("weight_audit_seconds")),
-           load_host_peak_bytes=ready["memory"]["host_peak"], load_gpu_peak_bytes=ready["memory"]["gpu_peak"])
-    unmapped = ready["unmapped_keys"]
-    if unmapped and len(unmapped) == ready["tensor_count"] and not ready.get("maps_weights", True):
-        fail(f"none of the {ready['tensor_count']} checkpoint tensors can be found in the running model because "
+    record(wiw_record, wm, worker_pid=ready.pid, worker_python=ready.environment["executable"],
+           load_seconds=round(ready.load_seconds, 3),
+           weight_audit_seconds=_rounded(ready.weight_audit_seconds),
+           load_host_peak_bytes=ready.memory["host_peak"], load_gpu_peak_bytes=ready.memory["gpu_peak"])
+    unmapped = ready.unmapped_keys
+    if unmapped and len(unmapped) == ready.tensor_count and not ready.maps_weights:
+        fail(f"none of the {ready.tensor_count} checkpoint tensors can be found in the running model because "
              f"the wrapper {wm.spec.wrapper} overrides neither components() nor running_tensor(): the suite cannot "
              "see its weights. Return its modules, e.g.\n    def components(self):\n        return "
              "{\"transformer\": self.pipe.transformer, \"vae\": self.pipe.vae}\nor override "
              "running_tensor(key) for other layouts (LoRA files)")
     if unmapped:
-        fail(f"{len(unmapped)} of {ready['tensor_count']} checkpoint tensors have no counterpart in the running "
+        fail(f"{len(unmapped)} of {ready.tensor_count} checkpoint tensors have no counterpart in the running "
              f"model (a checkpoint for another architecture, or keys the wrapper does not map):" + _listing(unmapped))
-    audit = ready.get("weight_audit") or {}
+    audit = ready.weight_audit or {}
     problems = [(AUDIT_FINDINGS[kind], audit[kind]) for kind in AUDIT_FINDINGS if audit.get(kind)]
     if problems:
         fail(f"{ckpt_name(ready)} loaded, but its weights are not what the model runs:\n"
@@ -105,25 +115,25 @@ def test_checkpoint_applied(wm, wiw_record):
     skip_if_legacy(wm)
     require_upstream(wm, "checkpoint applied")
     ready = require(wm.ready, "the running weights")
-    if not ready.get("maps_weights", True):
+    if not ready.maps_weights:
         blocked("checkpoint loads", f"the wrapper {wm.spec.wrapper} overrides neither components() nor "
                                     "running_tensor(): its running weights cannot be looked up")
     ckpt = checkpoint_of(wm, "the running weights")
-    keys = ready["fingerprint_keys"]
-    running = {k: Fingerprint.from_dict(v) for k, v in ready["fingerprints"].items()}
+    keys = ready.fingerprint_keys
+    running = {k: Fingerprint.from_dict(v) for k, v in ready.fingerprints.items()}
     missing = [k for k in keys if k not in running]
     if missing:
         fail(f"{len(missing)} of {len(keys)} checkpoint tensors are not in the running model "
              "(the wrapper's running_tensor() finds no tensor for them):" + _listing(missing))
     expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
-    mismatches = [m for k in keys if (m := compare(k, running[k], expected[k]))]
+    mismatches = [m for k in keys if (m := compare_fingerprints(k, running[k], expected[k]))]
     record(wiw_record, wm, fingerprinted_tensors=len(keys), fingerprint_mismatches=len(mismatches))
     not_run = _components_not_run(wm, ready, ckpt, wiw_record)
     if not_run:
         component = SWAPPED_COMPONENT[wm.spec.finetune]
         fail(f"{ckpt.path} is a whole pipeline folder and {wm.spec.name} runs only its {component}/ "
              f"(finetune={wm.spec.finetune!r}), but these components of it differ from the base's "
-             f"({ready['base_ckpt']['path']}), whose own run instead:" + _listing(not_run)
+             f"({ready.base_ckpt['path']}), whose own run instead:" + _listing(not_run)
              + "\nEither this is not the base the fine-tune was trained from (give the right --base-ckpt-path), "
              "or these components were fine-tuned too, and the checks would not test what this checkpoint runs")
     if mismatches:
@@ -136,7 +146,7 @@ def _components_not_run(wm, ready: dict, ckpt, wiw_record) -> list[str]:
     """For a type that swaps one component into its base, given a whole pipeline folder: its other components
     that differ from the base's (the base's run, not these), each with how it differs. Recorded either way."""
     component = SWAPPED_COMPONENT.get(wm.spec.finetune)
-    base = ready.get("base_ckpt")
+    base = ready.base_ckpt
     if component is None or ckpt.format != "diffusers" or not base:
         return []
     try:

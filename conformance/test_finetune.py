@@ -2,11 +2,19 @@
 
 import pytest
 
-from pytest_wiw.checkpoints.files import open_checkpoint
-from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, identical_weight_files
-from pytest_wiw.checks import judgements
-from pytest_wiw.checks.assertions import diff_of, fail, frames_of, record, require, require_upstream
-from pytest_wiw.errors import CheckpointError
+from pytest_wiw.checks import (
+    SWAPPED_COMPONENT,
+    CheckpointError,
+    diff_of,
+    fail,
+    frames_of,
+    identical_weight_files,
+    judgements,
+    open_checkpoint,
+    record,
+    require,
+    require_upstream,
+)
 
 
 @pytest.mark.wm_check("differs from zero-shot", ft_only=True)
@@ -29,7 +37,7 @@ def test_differs_from_zero_shot(wm, wiw_session, wiw_record):
 def _base_is_the_ft(wm) -> str:
     """Why the base is the fine-tune itself (same path, or weight files byte-identical to the base's), or ""."""
     ready = wm.ready()
-    ft, base = (ready.get("ckpt") or {}).get("path"), (ready.get("base_ckpt") or {}).get("path")
+    ft, base = (ready.ckpt or {}).get("path"), (ready.base_ckpt or {}).get("path")
     if not ft or not base:
         return ""
     if ft == base:

@@ -2,11 +2,18 @@
 
 import pytest
 
-from pytest_wiw.api.request import GenerationRequest
-from pytest_wiw.checks import ground_truth
-from pytest_wiw.checks.assertions import fail, record, require, require_upstream
-from pytest_wiw.reference.episodes import EpisodeError, episode_folders, load_episode
-from pytest_wiw.session.client import WorkerError
+from pytest_wiw.checks import (
+    EpisodeError,
+    GenerationRequest,
+    WorkerError,
+    episode_folders,
+    fail,
+    ground_truth,
+    load_episode,
+    record,
+    require,
+    require_upstream,
+)
 
 #: The junit property and report field that carry a passing check's figures as one line.
 SUMMARY_PROPERTY = "summary"
@@ -21,7 +28,7 @@ def test_closer_to_ground_truth(wm, wiw_session, wiw_record):
         pytest.skip("needs reference episodes: give --wm-reference=DIR (docs/ground-truth.md; "
                     "`pytest-wiw import-habitat ROOT OUT` makes them from WIW's Habitat collection)")
     require_upstream(wm, "closer to ground truth")
-    gen = require(wm.ready, "closer to ground truth")["generation"]
+    gen = require(wm.ready, "closer to ground truth").generation
     tasks = wm.tasks()
     try:
         folders = episode_folders(sel.reference)

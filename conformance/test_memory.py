@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_wiw.checks.assertions import fail, record, require, require_upstream
+from pytest_wiw.checks import fail, record, require, require_upstream
 
 MIB = 2**20
 # Host RSS wobbles as the allocator warms up; a leak of real outputs (tens of MiB per call at real
@@ -26,14 +26,14 @@ def test_memory_stable(wm, wiw_record):
     require_upstream(wm, "memory stable")
     floor = require(wm.floor, "memory stability")
     replies = [g.reply for g in (floor.g1, floor.g2, floor.g3, floor.z)
-               if g is not None and g.reply.get("memory") and not g.reply.get("cached")]
+               if g is not None and g.reply is not None and g.reply.memory]
     if len(replies) < 3:
         pytest.skip("fewer than three generation calls reported their memory (a legacy worker, or calls failed)")
-    host = [r["memory"]["host_rss"] for r in replies]
-    gpu = [r["memory"]["gpu_allocated"] for r in replies if r["memory"].get("gpu_allocated") is not None]
+    host = [r.memory["host_rss"] for r in replies]
+    gpu = [r.memory["gpu_allocated"] for r in replies if r.memory.get("gpu_allocated") is not None]
     record(wiw_record, wm, host_rss_after_calls=host, gpu_allocated_after_calls=gpu or None,
-           peak_host_bytes=max(r["memory"]["host_peak"] for r in replies),
-           peak_gpu_bytes=max((r["memory"]["gpu_peak"] or 0) for r in replies) or None)
+           peak_host_bytes=max(r.memory["host_peak"] for r in replies),
+           peak_gpu_bytes=max((r.memory["gpu_peak"] or 0) for r in replies) or None)
     host_bound = max(HOST_GROWTH_BOUND, HOST_GROWTH_FRACTION * host[0])
     growth, leaking = _growth(host, host_bound)
     if leaking:

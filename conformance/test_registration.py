@@ -2,9 +2,7 @@
 
 import pytest
 
-from pytest_wiw.api.registry import registry_problems
-from pytest_wiw.checks import judgements
-from pytest_wiw.checks.assertions import fail
+from pytest_wiw.checks import fail, judgements, registry_problems
 
 
 @pytest.mark.wm_check("registered")

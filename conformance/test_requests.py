@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 
-from pytest_wiw.checks.assertions import fail, require, require_upstream
-from pytest_wiw.session.client import WorkerDied, WorkerError
-from pytest_wiw.session.pool import RequestRejected
+from pytest_wiw.checks import RequestRejected, WorkerDied, WorkerError, fail, require, require_upstream
 
 
 def bad_requests(header: dict, images: np.ndarray, spec):
@@ -39,14 +37,14 @@ def test_bad_request_rejected(wm):
     require_upstream(wm, "bad request rejected")
     handle = wm.worker()
     header, arrays = require(wm.reference_request, "bad requests").to_wire()
-    before = require(handle.stats, "bad requests")["generations"]
+    before = require(handle.stats, "bad requests").generations
     restarts_before = len(handle.restarts)
     problems = []
     for what, field, bad_header, bad_arrays in bad_requests(header, arrays["images"], wm.spec):
         try:
             handle.generate_raw(bad_header, bad_arrays)
         except RequestRejected as exc:
-            if field not in (exc.reply.get("message") or ""):
+            if field not in (exc.reply.message or ""):
                 problems.append(f"{what}: rejected, but the message does not name {field!r}: {exc}")
         except WorkerError as exc:
             ended, lines = _death(exc)
@@ -55,7 +53,7 @@ def test_bad_request_rejected(wm):
             hint = (" (WIW's manager compared a name sliced per item; the name must be compared whole)"
                     if field == "request_model_name" else "")
             problems.append(f"{what}: accepted and generated a video; expected an error naming {field!r}{hint}")
-    after = require(handle.stats, "bad requests (is the worker still serving?)")["generations"]
+    after = require(handle.stats, "bad requests (is the worker still serving?)").generations
     if len(handle.restarts) > restarts_before:
         before = 0  # the worker counting now was started after a death; it has served only bad requests
     if problems:

@@ -1,4 +1,8 @@
-"""The exceptions a wrapper, a checkpoint or a request raise, each with a message a user can act on."""
+"""Every exception pytest-wiw raises on purpose, in one module, each with a message a user can act on.
+
+Wrappers see the first four through pytest_wiw.api; the rest are the suite's own (the wire, the worker
+process, the session, reference episodes, the embedded default).
+"""
 
 
 class WiwError(Exception):
@@ -52,15 +56,16 @@ class WorkerTimeout(WorkerError):
 
 
 class RequestRejected(Exception):
-    """The worker answered a request with an ``error`` reply (it keeps serving)."""
+    """The worker answered a request with an ``error`` reply (it keeps serving); ``reply`` is that
+    pytest_wiw.wire.messages.ErrorReply."""
 
-    def __init__(self, reply: dict):
+    def __init__(self, reply):
         self.reply = reply
-        super().__init__(reply.get("message", "error"))
+        super().__init__(reply.message or "error")
 
     @property
     def field(self) -> str | None:
-        return self.reply.get("field")
+        return self.reply.field
 
 
 class GenerationUnavailable(Exception):

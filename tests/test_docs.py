@@ -55,7 +55,7 @@ def test_reliability_table_names_tests_that_exist():
 def test_ground_truth_doc_states_the_constants_the_code_uses():
     """docs/ground-truth.md quotes the check's numbers; they are the code's."""
     from pytest_wiw.checks import ground_truth as gt
-    from pytest_wiw.plugin.hooks import DEFAULT_REFERENCE_EPISODES
+    from pytest_wiw.plugin.options import DEFAULT_REFERENCE_EPISODES
     from pytest_wiw.reference.habitat_import import DEFAULT_FRAMES, DEFAULT_HFOV, DEFAULT_VIEW
 
     text = " ".join((DOCS / "ground-truth.md").read_text().split())

@@ -243,16 +243,16 @@ def test_the_worker_answers_stats_with_the_swaps_and_the_audit_time(tiny_cache, 
     try:
         handle = pool.get(get_spec("FTcosmos"), get_spec("cosmos20"), None, None)
         assert handle.ready is not None, handle.failure
-        assert handle.ready["weight_audit_seconds"] >= 0
-        assert handle.ready["wrapper_stats"]["offload"]["swaps"] == 0
+        assert handle.ready.weight_audit_seconds >= 0
+        assert handle.ready.wrapper_stats["offload"]["swaps"] == 0
         request = _request("FTcosmos")
         request = type(request)(np.zeros((1, 3, 32, 32), np.uint8), request.actions, request.task_type, 0,
                                 "FTcosmos")
         _, reply = handle.generate(request, "zero_shot")
-        assert reply["wrapper_stats"]["offload"]["swaps"] == 2
+        assert reply.wrapper_stats["offload"]["swaps"] == 2
         stats = handle.stats()
-        assert stats["wrapper_stats"]["offload"] == {**stats["wrapper_stats"]["offload"], "mode": "pinned",
+        assert stats.wrapper_stats["offload"] == {**stats.wrapper_stats["offload"], "mode": "pinned",
                                                      "resident": FT, "swaps": 2}
-        assert stats["weight_audit_seconds"] == handle.ready["weight_audit_seconds"]
+        assert stats.weight_audit_seconds == handle.ready.weight_audit_seconds
     finally:
         pool.close_all()

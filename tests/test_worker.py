@@ -22,7 +22,8 @@ from pytest_wiw.session.client import (
     WorkerError,
     WorkerTimeout,
 )
-from pytest_wiw.session.pool import PoolSettings, RequestRejected, WorkerPool, device_environment
+from pytest_wiw.errors import RequestRejected
+from pytest_wiw.session.pool import PoolSettings, WorkerPool, device_environment
 from pytest_wiw.session.subject import reference_image
 
 # Short timeouts: the defective workers below hang for an hour unless the client gives up.
@@ -64,7 +65,7 @@ def svd_like(wrapper: str):
 
 
 def request_for(handle, name=None) -> GenerationRequest:
-    gen = handle.ready["generation"]
+    gen = handle.ready.generation
     return GenerationRequest(images=reference_image(gen["height"], gen["width"])[None], actions=[[4, 1]],
                              task_type="navigation", seed=0, request_model_name=name or handle.spec.name)
 
@@ -73,9 +74,9 @@ def test_ready_handshake_reports_load_and_environment(pool):
     handle = pool.get(get_spec("svd"), None, None, None)
     assert handle.failure is None, handle.failure
     ready = handle.ready
-    assert ready["wm_type"] == "svd" and ready["load_seconds"] > 0
-    assert ready["environment"]["threads"] == 1 and ready["environment"]["deterministic_algorithms"] is True
-    assert ready["memory"]["host_rss"] > 0 and ready["fingerprints"]
+    assert ready.wm_type == "svd" and ready.load_seconds > 0
+    assert ready.environment["threads"] == 1 and ready.environment["deterministic_algorithms"] is True
+    assert ready.memory["host_rss"] > 0 and ready.fingerprints
     assert pool.counts()["svd"]["loads"] == 1
     assert pool.get(get_spec("svd"), None, None, None) is handle  # one load per key
     assert pool.counts()["svd"]["loads"] == 1
@@ -87,13 +88,13 @@ def test_error_reply_leaves_worker_serving(pool):
         handle.generate(request_for(handle, name="wan21"))
     assert rejected.value.field == "request_model_name"
     frames, reply = handle.generate(request_for(handle))
-    assert frames.dtype.name == "uint8" and reply["type"] == "result"
-    assert handle.stats()["generations"] == 1
+    assert frames.dtype.name == "uint8" and reply.TYPE == "result"
+    assert handle.stats().generations == 1
 
 
 def test_hung_request_times_out_and_kills_the_worker(pool):
     handle = pool.get(svd_like("SlowSVD"), None, None, None)
-    pid = handle.ready["pid"]
+    pid = handle.ready.pid
     start = time.monotonic()
     with pytest.raises(WorkerTimeout) as timeout:
         handle.generate(request_for(handle))
@@ -107,12 +108,12 @@ def test_a_worker_that_hung_is_started_again_then_given_up_on(pool, monkeypatch)
     keeps hanging is given up on after MAX_RESTARTS restarts."""
     monkeypatch.setattr("pytest_wiw.session.pool.MAX_RESTARTS", 1)
     handle = pool.get(svd_like("SlowSVD"), None, None, None)
-    first = handle.ready["pid"]
+    first = handle.ready.pid
     with pytest.raises(WorkerTimeout):
         handle.generate(request_for(handle))
     with pytest.raises(WorkerTimeout):  # started again, and hangs again
         handle.generate(request_for(handle))
-    assert handle.ready["pid"] != first and not _alive(handle.ready["pid"])
+    assert handle.ready.pid != first and not _alive(handle.ready.pid)
     assert handle.loads == 2 and len(handle.restarts) == 1 and "timed out while generating" in handle.restarts[0]
     with pytest.raises(WorkerError, match="already started again 1 time"):
         handle.generate(request_for(handle))
@@ -121,7 +122,7 @@ def test_a_worker_that_hung_is_started_again_then_given_up_on(pool, monkeypatch)
 def test_stopping_a_busy_worker_kills_it_without_waiting_for_shutdown(pool):
     """Ctrl-C during a request: teardown kills the worker at once (it would read no ``shutdown``)."""
     handle = pool.get(svd_like("SlowSVD"), None, None, None)
-    pid = handle.ready["pid"]
+    pid = handle.ready.pid
     previous = signal.signal(signal.SIGALRM, _interrupt)
     signal.setitimer(signal.ITIMER_REAL, INTERRUPT_AFTER_S)
     try:
@@ -196,10 +197,10 @@ def test_malformed_output_is_rejected_and_the_worker_keeps_serving(pool, wrapper
             handle.generate(request_for(handle))
         message = str(rejected.value)
         assert problem in message and "expected a numpy uint8 array of shape (B, T, 3, H, W)" in message, message
-        assert rejected.value.reply["stage"] == "generate"
+        assert rejected.value.reply.stage == "generate"
         stats = handle.stats()
-        assert stats["generations"] == call and handle.generation_calls == call
-    assert _alive(handle.ready["pid"])
+        assert stats.generations == call and handle.generation_calls == call
+    assert _alive(handle.ready.pid)
 
 
 def test_output_flood_on_stderr_and_stdout_leaves_the_request_and_protocol_intact(flood_pool):
@@ -207,8 +208,8 @@ def test_output_flood_on_stderr_and_stdout_leaves_the_request_and_protocol_intac
 
     handle = flood_pool.get(svd_like("FloodSVD"), None, None, None)
     frames, reply = handle.generate(request_for(handle))
-    assert reply["type"] == "result" and frames.dtype.name == "uint8" and frames.ndim == 5
-    assert handle.stats()["generations"] == 1  # the protocol stream is still in step
+    assert reply.TYPE == "result" and frames.dtype.name == "uint8" and frames.ndim == 5
+    assert handle.stats().generations == 1  # the protocol stream is still in step
     log = handle.process.log_path
     assert os.path.getsize(log) > FLOOD_BYTES
     assert log.read_text(errors="replace").count(STDOUT_MARKER) == 2  # print() and fd 1 went to the log
@@ -231,7 +232,7 @@ def test_flood_then_death_reports_a_bounded_log_tail(flood_pool):
 
 def test_teardown_ends_the_whole_process_group(pool):
     handle = pool.get(svd_like("ForkingSVD"), None, None, None)
-    worker = psutil.Process(handle.ready["pid"])
+    worker = psutil.Process(handle.ready.pid)
     children = worker.children(recursive=True)
     assert children, "the test wrapper should have started a child process"
     pool.close_all()

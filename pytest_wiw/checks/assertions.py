@@ -9,8 +9,8 @@ import pytest
 
 from pytest_wiw.checks.compare import VideoDiff, video_diff
 from pytest_wiw.checks.dependencies import blocked_reason, upstream_chain
-from pytest_wiw.session.client import WorkerError
-from pytest_wiw.session.subject import Generation, GenerationUnavailable, WMSubject, WorkerNotReady
+from pytest_wiw.errors import GenerationUnavailable, WorkerError, WorkerNotReady
+from pytest_wiw.session.subject import Generation, WMSubject
 
 
 def fail(message: str) -> NoReturn:

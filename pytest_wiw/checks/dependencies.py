@@ -50,8 +50,6 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 #: path is read without the wrapper
 EMBEDDED_DEFAULT_ONLY = {("checkpoint readable", "registered")}
 
-#: floor generation -> the check that sends it (subject.Floor); with --wm-max-batch 1, G2 is seed sensitivity's
-OWNERS = {"G1": "output contract", "G2": "batch invariance", "G3": "seed determinism", "Z": "differs from zero-shot"}
 
 BLOCKED_PREFIX = "blocked by "
 

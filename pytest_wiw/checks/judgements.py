@@ -12,8 +12,7 @@ from typing import Callable
 import numpy as np
 
 from pytest_wiw.checks.compare import VideoDiff, video_diff
-from pytest_wiw.errors import CheckpointError
-from pytest_wiw.session.client import WorkerError
+from pytest_wiw.errors import CheckpointError, WorkerError
 from pytest_wiw.session.subject import Generation, WMSubject
 
 
@@ -61,7 +60,7 @@ def output_contract(wm: WMSubject) -> str | None:
     if isinstance(g1, str):
         return g1
     frames = g1.frames
-    gen = wm.ready()["generation"]
+    gen = wm.ready().generation
     expected = (1, gen["num_output_frames"], 3, gen["out_height"], gen["out_width"])
     if frames.dtype != np.uint8:
         return (f"output dtype is {frames.dtype}, expected uint8 (0..255): convert the pipeline's [0, 1] floats "
@@ -70,7 +69,7 @@ def output_contract(wm: WMSubject) -> str | None:
         return (f"output shape is {tuple(frames.shape)}, expected (B, T, 3, H, W) = {expected} "
                 f"(num_output_frames={gen['num_output_frames']}, out size {gen['out_height']}x{gen['out_width']}); "
                 "map the pipeline's frames with WorldModel.finish_video")
-    if g1.reply.get("nonfinite"):
+    if g1.reply is not None and g1.reply.nonfinite:
         return ("the pipeline produced NaN or Inf values before the uint8 conversion (overflow in float16? "
                 "try --wm-dtype bfloat16 or float32)")
     if frames.min() == frames.max():
@@ -110,7 +109,7 @@ def honest_baseline(wm: WMSubject) -> str | None:
     if base_wm is None:
         return None
     try:
-        ft_gen, base_gen = wm.ready()["generation"], base_wm.ready()["generation"]
+        ft_gen, base_gen = wm.ready().generation, base_wm.ready().generation
         z, own = wm.floor().z, base_wm.floor().g1
     except WorkerError:
         return None

@@ -3,7 +3,7 @@ fixtures, the terminal and the xdist scheduling. The hooks and fixtures live in 
 pytest registers, so it names them.
 """
 
-from pytest_wiw.plugin.hooks import (  # noqa: F401  (pytest finds hooks and fixtures as this module's names)
+from pytest_wiw.plugin.hooks import (
     pytest_addoption,
     pytest_cmdline_main,
     pytest_configure,
@@ -19,3 +19,10 @@ from pytest_wiw.plugin.hooks import (  # noqa: F401  (pytest finds hooks and fix
     wiw_session,
     wm,
 )
+
+__all__ = [
+    "pytest_addoption", "pytest_cmdline_main", "pytest_configure", "pytest_generate_tests",
+    "pytest_itemcollected", "pytest_load_initial_conftests", "pytest_report_header", "pytest_sessionfinish",
+    "pytest_terminal_summary", "pytest_testnodedown", "pytest_xdist_make_scheduler", "wiw_record", "wiw_session",
+    "wm",
+]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_wiw.reference.episodes import EpisodeError, _read_rgb, write_episode
+from pytest_wiw.errors import EpisodeError
+from pytest_wiw.reference.episodes import _read_rgb, write_episode
 from pytest_wiw.reference.equirect import is_panorama, perspective_view
 
 #: Frames of an episode by default: WIW's FTcosmos and igen generate 14 (WIW-FACTS §4), one per step.

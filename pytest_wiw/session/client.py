@@ -18,8 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from pytest_wiw.errors import WorkerDied, WorkerError, WorkerTimeout
-from pytest_wiw.wire.frames import _LEN, ProtocolError, decode_body, encode_frame
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.errors import ProtocolError, WorkerDied, WorkerError, WorkerTimeout
+from pytest_wiw.wire.frames import _LEN, decode_body, encode_frame
+from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats, reply_from_wire
 
 # How long a worker gets to exit after ``shutdown`` before its process group is killed.
 SHUTDOWN_GRACE_S = 10.0
@@ -96,10 +98,37 @@ class WorkerProcess:
             if self.on_progress is not None:
                 self.on_progress(self.label, header)
 
-    def request(self, header: dict, arrays: dict[str, np.ndarray] | None, timeout: float,
-                what: str) -> tuple[dict, dict[str, np.ndarray]]:
-        self.send(header, arrays)
-        return self.receive(timeout, what)
+    # -- the client interface (the legacy adapter offers the same) ---------------------------
+    def wait_ready(self, timeout: float) -> Ready | ErrorReply:
+        """The worker's first reply: ``ready``, or the ``error`` its load ended with."""
+        return self._reply(timeout, "while loading the checkpoint", (Ready, ErrorReply))
+
+    def generate(self, request: GenerationRequest, variant: str, timeout: float, what: str) -> Result | ErrorReply:
+        """Run ``request`` on the FT weights (``variant="ft"``) or within zero_shot() (``"zero_shot"``)."""
+        header, arrays = request.to_wire()
+        return self.generate_raw(header, arrays, variant, timeout, what)
+
+    def generate_raw(self, request_header: dict, arrays: dict[str, np.ndarray] | None, variant: str, timeout: float,
+                     what: str) -> Result | ErrorReply:
+        """Send a request as given, unvalidated (the bad-request check sends malformed ones on purpose)."""
+        self.send({"type": "generate", "variant": variant, "request": request_header}, arrays)
+        return self._reply(timeout, what, (Result, ErrorReply))
+
+    def stats(self, timeout: float) -> Stats:
+        self.send({"type": "stats"})
+        return self._reply(timeout, "answering stats", (Stats,))
+
+    def _reply(self, timeout: float, what: str, expected: tuple[type, ...]):
+        header, arrays = self.receive(timeout, what)
+        try:
+            reply = reply_from_wire(header, arrays)
+        except ProtocolError as exc:
+            self.kill(f"sent a malformed reply ({exc})")
+            raise WorkerError(f"{self.label}: {exc}{self.log_tail_text()}") from None
+        if not isinstance(reply, expected):
+            raise WorkerError(f"{self.label}: expected a {' or '.join(c.TYPE for c in expected)} message {what}, "
+                              f"got a {reply.TYPE!r} message")
+        return reply
 
     def _read(self, n: int, deadline: float, what: str) -> bytes:
         fd = self.reply_fd

@@ -32,8 +32,9 @@ import numpy as np
 
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.api.worldmodel import check_request_limits
-from pytest_wiw.errors import RequestError
-from pytest_wiw.session.client import SHUTDOWN_GRACE_S, WorkerError, WorkerProcess
+from pytest_wiw.errors import RequestError, WorkerError
+from pytest_wiw.session.client import SHUTDOWN_GRACE_S, WorkerProcess
+from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats
 
 CLIENT_ID = 0
 # A legacy frame holds one result batch; the same bound as the native protocol.
@@ -180,35 +181,43 @@ class LegacyWorkerProcess(WorkerProcess):
         self.generations = 0
         self.output_root = Path(tempfile.mkdtemp(prefix="pytest-wiw-legacy-"))
 
-    def request(self, header: dict, arrays: dict | None, timeout: float, what: str) -> tuple[dict, dict]:
-        """Answer a native message: ``generate`` goes to the script, ``stats`` is answered here."""
-        if header["type"] == "stats":
-            self._ensure_running()
-            return {"type": "stats", "generations": self.generations, "memory": {}}, {}
-        if header["type"] != "generate":
-            return _error("ProtocolError", "type", f"type: {header['type']!r} has no legacy equivalent"), {}
-        if header.get("variant", "ft") != "ft":
-            return _error("NotImplementedError", None, "a legacy WIW worker has no zero-shot mode: run the base "
-                          "type with its own --wm-worker-cmd"), {}
+    # -- the client interface of WorkerProcess, answered by the script or here ---------------------
+    def stats(self, timeout: float) -> Stats:
+        """Counted here: the script reports nothing of itself."""
+        self._ensure_running()
+        return Stats(generations=self.generations)
+
+    def generate_raw(self, request_header: dict, arrays: dict | None, variant: str, timeout: float,
+                     what: str) -> Result | ErrorReply:
+        """A request as the bad-request check sends it: parsed (and refused) here, since the script checks little."""
         try:
-            req = GenerationRequest.from_wire(header["request"], arrays or {})
-            if self.spec is not None:
-                check_request_limits(req, self.spec)
-        except RequestError as exc:  # the adapter checks structure and limits; the script checks the rest
-            return _error("RequestError", exc.field, str(exc), stage="validate"), {}
+            request = GenerationRequest.from_wire(request_header, arrays or {})
+        except RequestError as exc:
+            return ErrorReply("RequestError", str(exc), stage="validate", field=exc.field)
+        return self.generate(request, variant, timeout, what)
+
+    def generate(self, request: GenerationRequest, variant: str, timeout: float, what: str) -> Result | ErrorReply:
+        """Send ``request`` to the script as WIW's manager does, and read its result back."""
+        if variant != "ft":
+            return ErrorReply("NotImplementedError", "a legacy WIW worker has no zero-shot mode: run the base "
+                              "type with its own --wm-worker-cmd")
+        if self.spec is not None:
+            try:  # the adapter checks the limits; the script checks the rest
+                check_request_limits(request, self.spec)
+            except RequestError as exc:
+                return ErrorReply("RequestError", str(exc), stage="validate", field=exc.field)
         self.task_id += 1
         started = time.perf_counter()
-        self._send_legacy(self._payload(req))
+        self._send_legacy(self._payload(request))
         result = self._receive_legacy(time.monotonic() + timeout, what)
         if isinstance(result, dict) and isinstance(result.get("error"), str):
-            return _error("RequestError", None, result["error"], stage="validate"), {}
+            return ErrorReply("RequestError", result["error"], stage="validate")
         self.generations += 1
         frames = result.get("pred_frames") if isinstance(result, dict) else None
         if not isinstance(frames, np.ndarray):
-            return _error("TypeError", None, f"the worker's result has no pred_frames array "
-                          f"(got {type(frames).__name__})", stage="generate"), {}
-        return {"type": "result", "seconds": time.perf_counter() - started, "nonfinite": False, "notes": [],
-                "generations": self.generations, "memory": {}}, {"frames": frames}
+            return ErrorReply("TypeError", f"the worker's result has no pred_frames array "
+                              f"(got {type(frames).__name__})", stage="generate")
+        return Result(frames=frames, seconds=time.perf_counter() - started, generations=self.generations)
 
     def _payload(self, req: GenerationRequest) -> dict:
         save_dirs = []
@@ -309,17 +318,9 @@ def wiw_root(script: Path) -> Path | None:
     return None
 
 
-def _error(error_type: str, field: str | None, message: str, stage: str = "protocol") -> dict:
-    return {"type": "error", "stage": stage, "error_type": error_type, "field": field, "message": message,
-            "traceback": ""}
-
-
-def legacy_ready(wm_type: str, pid: int, generation: dict, task: str, task_source: str) -> dict:
+def legacy_ready(wm_type: str, pid: int, generation: dict, task: str, task_source: str) -> Ready:
     """The ``ready`` report of a legacy worker: it tells nothing of its weights, only that it runs and
     which task it was started for (every request the suite sends it is of that task)."""
-    return {"type": "ready", "legacy": True, "wm_type": wm_type, "pid": pid, "load_seconds": None,
-            "memory": {"host_peak": None, "gpu_peak": None}, "fingerprints": {}, "fingerprint_keys": [],
-            "unmapped_keys": [], "tensor_count": 0, "ckpt": None, "base_ckpt": None, "generation": generation,
-            "tasks": [task],
-            "environment": {}, "notes": ["legacy WIW worker: weights and load are not visible to the suite",
-                                         f"task tested: {task} ({task_source})"]}
+    return Ready(wm_type=wm_type, pid=pid, load_seconds=None, generation=generation, tasks=[task], legacy=True,
+                 notes=["legacy WIW worker: weights and load are not visible to the suite",
+                        f"task tested: {task} ({task_source})"])

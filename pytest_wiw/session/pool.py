@@ -9,6 +9,7 @@ group; it runs at session end, on Ctrl-C, and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -22,8 +23,9 @@ import numpy as np
 
 from pytest_wiw.api.registry import GenerationDefaults, WMSpec
 from pytest_wiw.api.request import GenerationRequest
-from pytest_wiw.errors import RequestRejected
-from pytest_wiw.session.client import WorkerError, WorkerProcess
+from pytest_wiw.errors import RequestRejected, WorkerError
+from pytest_wiw.session.client import WorkerProcess
+from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats
 
 # A worker that died after it was ready is started again at most this often per session: once per cause is
 # the intent; a worker that dies on every request would otherwise be reloaded for every check.
@@ -78,7 +80,7 @@ class WorkerHandle:
         self.spec = spec
         self.process = process
         self.settings = settings
-        self.ready: dict | None = None
+        self.ready: Ready | None = None
         self.failure: str | None = None
         self.generation_calls = 0
         self.loads = 1 if process is not None else 0
@@ -86,29 +88,31 @@ class WorkerHandle:
         self.restarts: list[str] = []
         self._launch = launch  # () -> (process, ready, failure): starts a fresh process of this worker
 
-    def generate(self, request: GenerationRequest, variant: str = "ft") -> tuple[np.ndarray, dict]:
-        """Frames and the reply header; RequestRejected for an error reply, WorkerError if it died."""
-        header, arrays = request.to_wire()
-        return self.generate_raw(header, arrays, variant)
+    def generate(self, request: GenerationRequest, variant: str = "ft") -> tuple[np.ndarray, Result]:
+        """Frames and the result; RequestRejected for an error reply, WorkerError if it died."""
+        self._revive_if_stopped()
+        return self._counted(self.process.generate(request, variant, self.settings.request_timeout,
+                                                   self._generating(variant)))
 
-    def generate_raw(self, request_header: dict, arrays: dict, variant: str = "ft") -> tuple[np.ndarray, dict]:
+    def generate_raw(self, request_header: dict, arrays: dict, variant: str = "ft") -> tuple[np.ndarray, Result]:
         """Send a request as given, unvalidated (the bad-request check uses this)."""
         self._revive_if_stopped()
-        reply, out = self.process.request({"type": "generate", "variant": variant, "request": request_header},
-                                          arrays, self.settings.request_timeout,
-                                          f"while generating ({self.key.wm_type}, {variant})")
-        if reply["type"] == "result" or reply.get("stage") == "generate":
-            self.generation_calls += 1  # rejected requests never reach the model and cost nothing
-        if reply["type"] == "error":
-            raise RequestRejected(reply)
-        if reply["type"] != "result" or "frames" not in out:
-            raise WorkerError(f"{self.key.wm_type}: expected a result, got a {reply['type']!r} message")
-        return out["frames"], reply
+        return self._counted(self.process.generate_raw(request_header, arrays, variant, self.settings.request_timeout,
+                                                       self._generating(variant)))
 
-    def stats(self) -> dict:
+    def _generating(self, variant: str) -> str:
+        return f"while generating ({self.key.wm_type}, {variant})"
+
+    def _counted(self, reply: Result | ErrorReply) -> tuple[np.ndarray, Result]:
+        if isinstance(reply, Result) or reply.stage == "generate":
+            self.generation_calls += 1  # rejected requests never reach the model and cost nothing
+        if isinstance(reply, ErrorReply):
+            raise RequestRejected(reply)
+        return reply.frames, reply
+
+    def stats(self) -> Stats:
         self._revive_if_stopped()
-        reply, _ = self.process.request({"type": "stats"}, None, self.settings.request_timeout, "answering stats")
-        return reply
+        return self.process.stats(self.settings.request_timeout)
 
     def _revive_if_stopped(self) -> None:
         """Start the worker again if it died or was stopped since it was ready (WorkerError if it may not be)."""
@@ -128,7 +132,7 @@ class WorkerHandle:
         if failure is not None:
             self.failure = f"restarted after it {cause}, the worker failed to load again: {failure}"
             raise WorkerError(self.failure)
-        self.ready = {**ready, "restarted_because": list(self.restarts)}
+        self.ready = dataclasses.replace(ready, restarted_because=list(self.restarts))
 
 
 class WorkerPool:
@@ -199,14 +203,14 @@ class WorkerPool:
         label = process.label
         try:
             left = self.settings.load_timeout - (time.monotonic() - process.started)
-            reply, _ = process.receive(max(left, 0.0), "while loading the checkpoint")
+            reply = process.wait_ready(max(left, 0.0))
         except WorkerError as exc:
             return process, None, str(exc)
-        if reply["type"] == "ready":
+        if isinstance(reply, Ready):
             return process, reply, None
         process.kill("failed to load")
-        return process, None, (f"{label} failed to load: {reply.get('error_type')}: {reply.get('message')}"
-                               f"\n{reply.get('traceback', '')}{process.log_tail_text()}")
+        return process, None, (f"{label} failed to load: {reply.error_type}: {reply.message}"
+                               f"\n{reply.traceback}{process.log_tail_text()}")
 
     def _launch_legacy(self, spec: WMSpec, env: dict[str, str]):
         """A WIW worker script through the legacy adapter: ready as soon as it runs."""
@@ -223,7 +227,7 @@ class WorkerPool:
         except (OSError, ValueError) as exc:
             return None, None, f"{label}: could not start: {exc}"
         ready = legacy_ready(spec.name, process.proc.pid, generation.to_dict(), task, task_source)
-        ready["notes"] += process.notes
+        ready.notes += process.notes
         return process, ready, None
 
     def counts(self) -> dict[str, dict[str, int]]:

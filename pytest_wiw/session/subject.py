@@ -11,7 +11,7 @@ which runs once per wm_type, in this order, and is kept in the session result st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +21,9 @@ from pytest_wiw.api.registry import WMSpec
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.checkpoints.epochs import EPOCH_OPTION
 from pytest_wiw.checkpoints.files import VARIANT_OPTION, Checkpoint, open_checkpoint
-from pytest_wiw.checks.dependencies import OWNERS
-from pytest_wiw.errors import CheckpointError, GenerationUnavailable, WorkerNotReady
-from pytest_wiw.session.client import WorkerError
-from pytest_wiw.session.pool import RequestRejected, WorkerHandle, WorkerPool
+from pytest_wiw.errors import CheckpointError, GenerationUnavailable, RequestRejected, WorkerError, WorkerNotReady
+from pytest_wiw.session.pool import WorkerHandle, WorkerPool
+from pytest_wiw.wire.messages import Ready, Result
 
 if TYPE_CHECKING:
     from pytest_wiw.session.baseline_cache import BaselineCache
@@ -37,6 +36,9 @@ REFERENCE_ACTIONS = {
 # The second seed of G2: any seed other than s works; s + 1 keeps the report readable.
 SEED_OFFSET = 1
 
+#: floor generation -> the check that sends it (subject.Floor); with --wm-max-batch 1, G2 is seed sensitivity's
+OWNERS = {"G1": "output contract", "G2": "batch invariance", "G3": "seed determinism", "Z": "differs from zero-shot"}
+
 
 @dataclass
 class Generation:
@@ -45,8 +47,11 @@ class Generation:
     label: str
     frames: np.ndarray | None = None
     error: str | None = None
-    reply: dict = field(default_factory=dict)
-    #: the check that sends this request (pytest_wiw.checks.dependencies.OWNERS); others that need it are blocked by it
+    #: the worker's reply (None: not run, failed, or taken from the baseline cache)
+    reply: Result | None = None
+    #: read from the on-disk baseline cache instead of generated
+    cached: bool = False
+    #: the check that sends this request (OWNERS); others that need it are blocked by it
     owner: str | None = None
     #: the worker died or hung on this request (rather than rejecting it)
     died: bool = False
@@ -75,7 +80,7 @@ class ResultStore:
             try:
                 gen.frames, gen.reply = handle.generate(request, variant)
             except RequestRejected as exc:
-                gen.error = f"the worker rejected it: {exc.reply.get('error_type')}: {exc}"
+                gen.error = f"the worker rejected it: {exc.reply.error_type}: {exc}"
             except WorkerError as exc:
                 gen.error = str(exc)
                 gen.died = True
@@ -164,7 +169,7 @@ class WMSubject:
             resolved = handle.process.resolved if handle.process is not None else None
             if resolved and resolved.get("error"):  # the wrapper's make_tiny did not return what it wrote
                 raise CheckpointError(resolved["error"])
-            path = resolved["ckpt"] if resolved else self.ready()["ckpt"]["path"]
+            path = resolved["ckpt"] if resolved else self.ready().ckpt["path"]
         return open_checkpoint(path, self.variant, epoch=self.epoch_option)
 
     def worker(self) -> WorkerHandle:
@@ -191,7 +196,7 @@ class WMSubject:
         if ckpt is not None:  # the embedded default's worker is started already: it builds the path
             self.pool.prestart(self.spec, self.base_spec, ckpt, base)
 
-    def ready(self) -> dict:
+    def ready(self) -> Ready:
         """The worker's ``ready`` report; WorkerNotReady when it failed to load."""
         handle = self.worker()
         if handle.ready is None:
@@ -201,14 +206,14 @@ class WMSubject:
     # -- requests and the floor -----------------------------------------------------------------
     def reference_request(self) -> GenerationRequest:
         """R: a deterministic start image at the model's input size and the first task's actions."""
-        gen = self.ready()["generation"]
+        gen = self.ready().generation
         task = self.tasks()[0]
         return GenerationRequest(images=reference_image(gen["height"], gen["width"])[None], actions=[
             REFERENCE_ACTIONS[task]], task_type=task, seed=self.seed, request_model_name=self.spec.name)
 
     def tasks(self) -> tuple[str, ...]:
         """The tasks the loaded model serves (its own report, else the spec's)."""
-        return tuple(self.ready().get("tasks") or self.spec.tasks)
+        return tuple(self.ready().tasks or self.spec.tasks)
 
     def floor(self) -> Floor:
         if self._floor is None:
@@ -250,21 +255,31 @@ class WMSubject:
             self.reference_generations += handle.generation_calls - before
         return ft, zero
 
+    def generate_example(self, request: GenerationRequest) -> tuple[np.ndarray, Result]:
+        """One request of the property check on the FT weights, outside the result store (each example is drawn
+        once): the calls it costs are counted in ``property_examples``, apart from the floor's."""
+        handle = self.worker()
+        before = handle.generation_calls
+        try:
+            return handle.generate(request)
+        finally:
+            self.property_examples += handle.generation_calls - before
+
     def _zero_shot(self, handle: WorkerHandle, r: GenerationRequest, label: str) -> Generation:
         """A zero-shot output: from the baseline cache when it holds it, else one call inside zero_shot()
         (then cached)."""
-        if self.baseline_cache is None or handle.ready is None or not handle.ready.get("base_ckpt"):
+        if self.baseline_cache is None or handle.ready is None or not handle.ready.base_ckpt:
             return self.store.run(handle, r, "zero_shot", label)
         from pytest_wiw.session.baseline_cache import baseline_key
 
         ready = handle.ready
         key = baseline_key(
-            base_sha256=open_checkpoint(ready["base_ckpt"]["path"], self.variant).sha256(), request_digest=r.content_digest(),
-            seed=r.seed, wrapper=self.spec.wrapper, wrapper_version=ready.get("wrapper_version", "?"),
-            environment=ready["environment"], dtype=self.pool.settings.dtype, generation=ready["generation"])
+            base_sha256=open_checkpoint(ready.base_ckpt["path"], self.variant).sha256(), request_digest=r.content_digest(),
+            seed=r.seed, wrapper=self.spec.wrapper, wrapper_version=ready.wrapper_version,
+            environment=ready.environment, dtype=self.pool.settings.dtype, generation=ready.generation)
         cached = self.baseline_cache.get(key)
         if cached is not None:
-            return Generation(f"{label}, from the baseline cache", frames=cached, reply={"cached": True})
+            return Generation(f"{label}, from the baseline cache", frames=cached, cached=True)
         gen = self.store.run(handle, r, "zero_shot", label)
         if gen.frames is not None:
             self.baseline_cache.put(key, gen.frames)
@@ -277,19 +292,20 @@ class WMSubject:
         if not ready:
             failure = self._handle.failure if self._handle is not None else None
             return {"checkpoint": {"path": self.ckpt_arg} if self.ckpt_arg else None, "worker_failure": failure}
-        notes = list(ready.get("notes") or [])
+        notes = list(ready.notes)
         for gen in self._floor_generations():
-            notes += [n for n in gen.reply.get("notes", []) if n not in notes]
-        return {"checkpoint": ready.get("ckpt"), "base_checkpoint": ready.get("base_ckpt"),
-                "environment": ready.get("environment", {}), "generation": ready.get("generation"), "notes": notes,
-                "legacy_command": self.legacy_command, "tasks": ready.get("tasks") or list(self.spec.tasks),
+            if gen.reply is not None:
+                notes += [n for n in gen.reply.notes if n not in notes]
+        return {"checkpoint": ready.ckpt, "base_checkpoint": ready.base_ckpt,
+                "environment": ready.environment, "generation": ready.generation, "notes": notes,
+                "legacy_command": self.legacy_command, "tasks": ready.tasks or list(self.spec.tasks),
                 "wrapper_stats": self._latest_wrapper_stats(ready)}
 
-    def _latest_wrapper_stats(self, ready: dict) -> dict:
+    def _latest_wrapper_stats(self, ready: Ready) -> dict:
         """The wrapper's own figures (offload swaps...) as of its last floor generation, else as of ready."""
-        replies = [g.reply for g in self._floor_generations() if "wrapper_stats" in g.reply]
-        latest = max(replies, key=lambda reply: reply.get("generations", 0), default=ready)
-        return latest.get("wrapper_stats") or {}
+        replies = [g.reply for g in self._floor_generations() if g.reply is not None]
+        latest = max(replies, key=lambda reply: reply.generations, default=None)
+        return (latest or ready).wrapper_stats or {}
 
     def _floor_generations(self) -> list[Generation]:
         if self._floor is None:

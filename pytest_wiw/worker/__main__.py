@@ -17,7 +17,6 @@ def main() -> int:
     os.dup2(devnull, sys.stdin.fileno())
     os.close(devnull)
 
-    from pytest_wiw.wire.frames import write_frame
     from pytest_wiw.worker.server import Worker, watch_parent
 
     watch_parent()
@@ -27,7 +26,7 @@ def main() -> int:
     except BaseException as exc:  # every load failure is reported, then the worker exits
         worker.reply_error(exc, stage="load")
         return 1
-    write_frame(out, ready)
+    worker.send(ready)
     worker.serve(stdin)
     return 0
 

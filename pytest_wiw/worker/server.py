@@ -21,10 +21,11 @@ from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.api.worldmodel import missing_super_init, zero_shot_context
 from pytest_wiw.checkpoints.epochs import EPOCH_OPTION
 from pytest_wiw.checkpoints.files import VARIANT_OPTION, Checkpoint, open_checkpoint
-from pytest_wiw.errors import CheckpointError, RequestError
+from pytest_wiw.errors import CheckpointError, ProtocolError, RequestError
 from pytest_wiw.runtime.settings import configure_torch, effective_generation, resolve_base_path
 from pytest_wiw.runtime.wrapper_class import load_wrapper_class
-from pytest_wiw.wire.frames import ProtocolError, encode_frame, read_frame, write_frame
+from pytest_wiw.wire.frames import encode_frame, read_frame, write_frame
+from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats
 from pytest_wiw.worker.weights_audit import audit_weights
 
 
@@ -39,7 +40,7 @@ class Worker:
         self.audit_seconds: float | None = None
 
     # -- start-up ----------------------------------------------------------------------------
-    def load(self) -> dict:
+    def load(self) -> Ready:
         import torch
 
         cfg = self.config
@@ -52,7 +53,8 @@ class Worker:
         cls = load_wrapper_class(spec.wrapper)
         ckpt_path, base_path = cfg.get("ckpt"), cfg.get("base_ckpt")
         if ckpt_path is None:  # the embedded default: a tiny checkpoint built (once) into the cache
-            from pytest_wiw.runtime.tiny import TinyCheckpointError, ensure_tiny
+            from pytest_wiw.errors import TinyCheckpointError
+            from pytest_wiw.runtime.tiny import ensure_tiny
 
             base_spec = WMSpec.from_dict(cfg["base_spec"]) if cfg.get("base_spec") else None
             try:
@@ -92,18 +94,14 @@ class Worker:
         audit = audit_weights(self.model, ckpt, index)
         audit_seconds = self.audit_seconds = time.perf_counter() - t0
         fingerprints = {k: fp.to_dict() for k, fp in self.model.weight_fingerprints().items()}
-        return {
-            "type": "ready", "wm_type": spec.name, "pid": os.getpid(), "load_seconds": load_seconds,
-            "weight_audit_seconds": audit_seconds, "wrapper_stats": self.wrapper_stats(),
-            "wrapper_version": str(getattr(cls, "version", "0")),
-            "memory": memory_report(), "fingerprints": fingerprints,
-            "fingerprint_keys": ckpt.fingerprint_keys(), "unmapped_keys": audit.unmapped,
-            "weight_audit": audit.to_dict(),
-            "tensor_count": len(index), "ckpt": ckpt.describe(),
-            "base_ckpt": base_ckpt.describe() if base_ckpt else None,
-            "generation": generation.to_dict(), "environment": env, "notes": list(self.model.notes),
-            "tasks": list(self.model.tasks), "maps_weights": cls.maps_weights(),
-        }
+        return Ready(
+            wm_type=spec.name, pid=os.getpid(), load_seconds=load_seconds, generation=generation.to_dict(),
+            memory=memory_report(), environment=env, notes=list(self.model.notes), tasks=list(self.model.tasks),
+            ckpt=ckpt.describe(), base_ckpt=base_ckpt.describe() if base_ckpt else None,
+            fingerprints=fingerprints, fingerprint_keys=ckpt.fingerprint_keys(), unmapped_keys=audit.unmapped,
+            tensor_count=len(index), weight_audit=audit.to_dict(), weight_audit_seconds=audit_seconds,
+            maps_weights=cls.maps_weights(), wrapper_version=str(getattr(cls, "version", "0")),
+            wrapper_stats=self.wrapper_stats())
 
     # -- serving -----------------------------------------------------------------------------
     def serve(self, stdin) -> None:
@@ -119,15 +117,14 @@ class Worker:
             if kind == "shutdown":
                 return
             if kind == "stats":
-                write_frame(self.out, {"type": "stats", "generations": self.generations, "memory": memory_report(),
-                                       "uptime": time.monotonic() - self.started,
-                                       "weight_audit_seconds": self.audit_seconds,
-                                       "wrapper_stats": self.wrapper_stats()})
+                self.send(Stats(generations=self.generations, memory=memory_report(),
+                                uptime=time.monotonic() - self.started, weight_audit_seconds=self.audit_seconds,
+                                wrapper_stats=self.wrapper_stats()))
             elif kind == "generate":
                 self.handle_generate(header, arrays)
             else:
-                write_frame(self.out, {"type": "error", "error_type": "ProtocolError", "field": "type",
-                                       "message": f"type: unknown message type {kind!r}", "traceback": ""})
+                self.send(ErrorReply(error_type="ProtocolError", field="type",
+                                     message=f"type: unknown message type {kind!r}"))
 
     def handle_generate(self, header: dict, arrays: dict) -> None:
         try:
@@ -159,11 +156,10 @@ class Worker:
             self.reply_error(problem, stage="generate")
             return
         try:  # encoded whole before anything is written: a refused frame leaves the stream intact
-            reply = encode_frame({"type": "result", "seconds": seconds, "variant": variant,
-                                  "nonfinite": self.model.nonfinite_seen, "notes": list(self.model.notes),
-                                  "generations": self.generations, "memory": memory_report(),
-                                  "wrapper_stats": self.wrapper_stats()},
-                                 {"frames": frames})
+            reply = encode_frame(*Result(frames=frames, seconds=seconds, variant=variant,
+                                         nonfinite=self.model.nonfinite_seen, notes=list(self.model.notes),
+                                         generations=self.generations, memory=memory_report(),
+                                         wrapper_stats=self.wrapper_stats()).to_wire())
         except ProtocolError as exc:
             self.reply_error(exc, stage="generate")
             return
@@ -180,10 +176,13 @@ class Worker:
         except Exception as exc:
             return {"error": f"{type(self.model).__name__}.stats() failed: {type(exc).__name__}: {exc}"}
 
+    def send(self, message) -> None:
+        """Write one typed reply (pytest_wiw.wire.messages) to the client."""
+        write_frame(self.out, *message.to_wire())
+
     def reply_error(self, exc: BaseException, *, stage: str, field: str | None = None) -> None:
-        write_frame(self.out, {"type": "error", "stage": stage, "error_type": type(exc).__name__,
-                               "field": field, "message": str(exc),
-                               "traceback": "".join(traceback.format_exception(exc))})
+        self.send(ErrorReply(error_type=type(exc).__name__, message=str(exc), stage=stage, field=field,
+                             traceback="".join(traceback.format_exception(exc))))
 
 
 def output_problem(frames) -> Exception | None:
