@@ -123,10 +123,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def measure(name: str, workdir: Path, args: argparse.Namespace) -> dict:
+def summarize(name: str, pairs: list[dict], args: argparse.Namespace) -> dict:
+    """One wm_type's row from the pairs timed so far (``complete`` is false while fewer than ``args.repeat``)."""
+    ratios = [p["ratio"] for p in pairs]
+    return {"wm_type": name, "pairs": pairs, "complete": len(pairs) == args.repeat, "repeat": args.repeat,
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "suite_s_median": statistics.median(p["suite_s"] for p in pairs),
+            "floor_s_median": statistics.median(p["floor_s"] for p in pairs),
+            "floor_calls": 4 if name.startswith("FT") or name == "igen" else 3, "device": args.device,
+            "dtype": args.dtype, "offload": args.offload}
+
+
+def measure(name: str, workdir: Path, args: argparse.Namespace, on_pair=None) -> dict:
     """``args.repeat`` interleaved (suite, floor) pairs of one wm_type, after one floor run that builds the tiny
-    checkpoints (so no timing pays for them) and warms the page cache."""
+    checkpoints (so no timing pays for them) and warms the page cache. ``on_pair(row)`` gets the row so far after
+    each pair."""
+    start = time.perf_counter()
     run_floor(name, args)
+    print(f"{name} warm-up floor: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     pairs = []
     for i in range(args.repeat):
         suite_s, figures = run_suite(name, workdir / f"run{i}", args)
@@ -135,12 +149,9 @@ def measure(name: str, workdir: Path, args: argparse.Namespace) -> dict:
                       "loads": figures["loads"], "generations": figures["generations"]})
         # each pair as it comes: a stage cut off by its command's time limit still shows the pairs it finished
         print(f"{name} pair {i + 1}/{args.repeat}: {pairs[-1]}", file=sys.stderr, flush=True)
-    ratios = [p["ratio"] for p in pairs]
-    return {"wm_type": name, "pairs": pairs, "ratio_median": statistics.median(ratios), "ratio_min": min(ratios),
-            "ratio_max": max(ratios), "suite_s_median": statistics.median(p["suite_s"] for p in pairs),
-            "floor_s_median": statistics.median(p["floor_s"] for p in pairs),
-            "floor_calls": 4 if name.startswith("FT") or name == "igen" else 3, "device": args.device,
-            "dtype": args.dtype, "offload": args.offload}
+        if on_pair is not None:
+            on_pair(summarize(name, pairs, args))
+    return summarize(name, pairs, args)
 
 
 def main(args: argparse.Namespace) -> None:
@@ -150,7 +161,11 @@ def main(args: argparse.Namespace) -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.wm_types:
-            row = measure(name, Path(tmp) / name, args)
+            def write_partial(row: dict) -> None:  # a stage cut off by its time limit keeps the pairs it finished
+                if args.json is not None:
+                    args.json.write_text(json.dumps([*results, row], indent=2) + "\n")
+
+            row = measure(name, Path(tmp) / name, args, on_pair=write_partial)
             results.append(row)
             last = row["pairs"][-1]
             print(f"| {name} | {last['loads']} | {last['generations']} ({row['floor_calls']}) | "

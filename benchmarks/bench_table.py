@@ -47,8 +47,10 @@ def floor_rows(floors: dict) -> list[str]:
             rows.append(f"| {figure} | <= {SUITE_OVER_FLOOR_MAX:.2f}x | missing: stage floor-{wm} did not run | - | - |")
             continue
         r = data[0]
+        cut = (f", cut by the time limit after {len(r['pairs'])} of {r['repeat']}" if r.get("complete") is False
+               else "")
         rows.append(f"| {figure} | <= {SUITE_OVER_FLOOR_MAX:.2f}x | suite {r['suite_s_median']:.1f} s, floor "
-                    f"{r['floor_s_median']:.1f} s (median of {len(r['pairs'])} interleaved pairs; ratio spread "
+                    f"{r['floor_s_median']:.1f} s (median of {len(r['pairs'])} interleaved pairs{cut}; ratio spread "
                     f"{r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {r['ratio_median']:.2f}x | "
                     f"{met(r['ratio_median'] <= SUITE_OVER_FLOOR_MAX)} |")
     return rows

@@ -139,7 +139,7 @@ def write_ftwan21(out: Path, base: Path, device: str, smoke: bool) -> Path:
     from peft.utils import get_peft_model_state_dict
 
     from wrappers.diffusers_setup import write_tiny_card
-    from wrappers.wan import LORA_TARGET_MODULES
+    from wrappers.wan_lora import LORA_TARGET_MODULES
 
     transformer = WanTransformer3DModel.from_pretrained(str(base), subfolder="transformer", dtype=torch.bfloat16)
     transformer.to(device)
