@@ -90,8 +90,19 @@ def run_suite(wm_type: str, workdir: Path, args: argparse.Namespace) -> tuple[fl
     seconds = time.perf_counter() - start
     if not (report / f"{wm_type}.json").is_file():
         raise SystemExit(f"the suite of {wm_type} wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}")
-    figures = json.loads((report / f"{wm_type}.json").read_text())["figures"]
-    return seconds, figures
+    written = json.loads((report / f"{wm_type}.json").read_text())
+    return seconds, {**written["figures"], "breakdown": suite_breakdown(written)}
+
+
+#: the report's figures that say where a suite's time goes beside the floor's work
+BREAKDOWN_FIGURES = ("load_seconds", "weight_audit_seconds", "seconds_per_generation")
+
+
+def suite_breakdown(report: dict) -> dict:
+    """Where the suite's time went: the worker's load, its weight audit, a generation, and each check's own
+    duration as pytest measured it (a check that waits for the worker carries the load and the generations)."""
+    figures = {k: report["figures"].get(k) for k in BREAKDOWN_FIGURES}
+    return {**figures, "check_seconds": {c["name"]: c["duration"] for c in report.get("checks", [])}}
 
 
 def run_floor(wm_type: str, args: argparse.Namespace) -> float:
@@ -146,7 +157,8 @@ def measure(name: str, workdir: Path, args: argparse.Namespace, on_pair=None) ->
         suite_s, figures = run_suite(name, workdir / f"run{i}", args)
         floor_s = run_floor(name, args)
         pairs.append({"suite_s": round(suite_s, 2), "floor_s": round(floor_s, 2), "ratio": round(suite_s / floor_s, 3),
-                      "loads": figures["loads"], "generations": figures["generations"]})
+                      "loads": figures["loads"], "generations": figures["generations"],
+                      "breakdown": figures["breakdown"]})
         # each pair as it comes: a stage cut off by its command's time limit still shows the pairs it finished
         print(f"{name} pair {i + 1}/{args.repeat}: {pairs[-1]}", file=sys.stderr, flush=True)
         if on_pair is not None:
