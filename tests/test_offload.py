@@ -29,7 +29,7 @@ from wrapper_helpers import (  # noqa: E402
     tiny_swap_checkpoints,
 )
 
-from pytest_wiw import registry  # noqa: E402
+from pytest_wiw.api import registry  # noqa: E402
 from pytest_wiw.checkpoints import files as checkpoint
 from pytest_wiw.report.writer import SCHEMA_PATH  # noqa: E402
 from wrappers.component_swap import ComponentSwap  # noqa: E402

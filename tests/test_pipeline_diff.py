@@ -13,7 +13,7 @@ pytest.importorskip("diffusers")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from pytest_wiw import registry  # noqa: E402
+from pytest_wiw.api import registry  # noqa: E402
 from pytest_wiw.checkpoints.files import open_checkpoint  # noqa: E402
 from pytest_wiw.checkpoints.pipeline_diff import differing_components, identical_weight_files  # noqa: E402
 from pytest_wiw.runtime.tiny import ensure_tiny  # noqa: E402

@@ -20,7 +20,7 @@ pytest.importorskip("diffusers")
 from conftest import make_checks_dir, run_checks  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from pytest_wiw import registry  # noqa: E402
+from pytest_wiw.api import registry  # noqa: E402
 from pytest_wiw.runtime.tiny import ensure_tiny  # noqa: E402
 
 #: Every check of an FT type (with its base in the same session) and of its base.

@@ -33,7 +33,7 @@ from wrapper_helpers import (  # noqa: E402
     reference_request,
 )
 
-from pytest_wiw import checkpoint  # noqa: E402
+from pytest_wiw.checkpoints import files as checkpoint  # noqa: E402
 from pytest_wiw.api import CheckpointError, RequestError, SpecError  # noqa: E402
 from wrappers.igen import (  # noqa: E402
     MANIPULATION_CHANNELS,
