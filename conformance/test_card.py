@@ -2,10 +2,10 @@
 
 import pytest
 
-from pytest_wiw.checks import CARD_NAME, card_problems, checkpoint_of, fail, require_upstream
+from pytest_wiw.checks import CARD_NAME, card_problems, check, checkpoint_of, fail, require_upstream
 
 
-@pytest.mark.wm_check("checkpoint card", ft_only=True)
+@check("checkpoint card")
 def test_checkpoint_card(wm, wiw_record):
     """A README.md beside the post-trained checkpoint with datasets, training_steps and license."""
     if wm.legacy_command:

@@ -8,6 +8,7 @@ from pytest_wiw.checks import (
     Fingerprint,
     WorkerError,
     blocked,
+    check,
     checkpoint_of,
     compare_fingerprints,
     differing_components,
@@ -52,7 +53,7 @@ def _listing(items):
     return "\n  - " + shown + more
 
 
-@pytest.mark.wm_check("checkpoint readable")
+@check("checkpoint readable")
 def test_checkpoint_readable(wm, wiw_record):
     """Files exist, safetensors headers parse and fit their files, no pickles; sha256 recorded."""
     skip_if_legacy(wm)
@@ -69,7 +70,7 @@ def test_checkpoint_readable(wm, wiw_record):
            checkpoint_bytes=ckpt.size_bytes(), checkpoint_tensors=len(index))
 
 
-@pytest.mark.wm_check("checkpoint loads")
+@check("checkpoint loads")
 def test_checkpoint_loads(wm, wiw_record):
     """The worker reaches ready; every checkpoint tensor lands in the running model with its shape and kind
     of dtype and finite values; no parameter of a component it loads is left unfilled."""
@@ -105,7 +106,7 @@ def test_checkpoint_loads(wm, wiw_record):
              + "\n".join(f"{what}:" + _listing(items) for what, items in problems))
 
 
-@pytest.mark.wm_check("checkpoint applied")
+@check("checkpoint applied")
 def test_checkpoint_applied(wm, wiw_record):
     """The running model's weights equal the checkpoint's tensors (fingerprints within float64 rounding).
 

@@ -5,6 +5,7 @@ import pytest
 from pytest_wiw.checks import (
     SWAPPED_COMPONENT,
     CheckpointError,
+    check,
     diff_of,
     fail,
     frames_of,
@@ -17,7 +18,7 @@ from pytest_wiw.checks import (
 )
 
 
-@pytest.mark.wm_check("differs from zero-shot", ft_only=True)
+@check("differs from zero-shot")
 def test_differs_from_zero_shot(wm, wiw_session, wiw_record):
     """FT vs its zero-shot base on the identical request and seed: mean |diff| at least --wm-min-diff."""
     require_upstream(wm, "differs from zero-shot")
@@ -54,7 +55,7 @@ def _base_is_the_ft(wm) -> str:
             "it is the fine-tune (or a copy of it), not the zero-shot model the fine-tune started from")
 
 
-@pytest.mark.wm_check("honest baseline", ft_only=True)
+@check("honest baseline")
 def test_honest_baseline(wm, wiw_session, wiw_record):
     """The zero-shot output Z used above equals the base wm_type's own G1 (same request, seed, settings)."""
     base = wm.spec.base

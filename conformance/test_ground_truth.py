@@ -6,6 +6,7 @@ from pytest_wiw.checks import (
     EpisodeError,
     GenerationRequest,
     WorkerError,
+    check,
     episode_folders,
     fail,
     ground_truth,
@@ -19,7 +20,7 @@ from pytest_wiw.checks import (
 SUMMARY_PROPERTY = "summary"
 
 
-@pytest.mark.wm_check("closer to ground truth", ft_only=True)
+@check("closer to ground truth")
 def test_closer_to_ground_truth(wm, wiw_session, wiw_record):
     """FT and zero-shot at the same seed on N reference episodes, scored against the ground-truth frames
     (PSNR, SSIM); fails when a metric's bootstrap 95% interval of the mean improvement lies below -margin."""

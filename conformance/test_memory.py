@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_wiw.checks import fail, record, require, require_upstream
+from pytest_wiw.checks import check, fail, record, require, require_upstream
 
 MIB = 2**20
 # Host RSS wobbles as the allocator warms up; a leak of real outputs (tens of MiB per call at real
@@ -20,7 +20,7 @@ def _growth(samples, bound):
     return growth, monotone and growth > bound
 
 
-@pytest.mark.wm_check("memory stable")
+@check("memory stable")
 def test_memory_stable(wm, wiw_record):
     """Host RSS and GPU memory after G1, G2, G3 (and Z) stay within a bound (no extra generations)."""
     require_upstream(wm, "memory stable")

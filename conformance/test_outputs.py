@@ -2,10 +2,10 @@
 
 import pytest
 
-from pytest_wiw.checks import diff_of, fail, frames_of, judgements, record, require, require_upstream
+from pytest_wiw.checks import check, diff_of, fail, frames_of, judgements, record, require, require_upstream
 
 
-@pytest.mark.wm_check("output contract")
+@check("output contract")
 def test_output_contract(wm, wiw_record):
     """G1 is uint8 (B, T, 3, H, W) with T and (H, W) as declared, not constant, with no NaN upstream."""
     require_upstream(wm, "output contract")
@@ -18,7 +18,7 @@ def test_output_contract(wm, wiw_record):
         fail(cause)
 
 
-@pytest.mark.wm_check("batch invariance")
+@check("batch invariance")
 def test_batch_invariance(wm, wiw_record):
     """Item 1 of G2 (R, seed s, in a batch of two) equals G1 (R, seed s, alone)."""
     if wm.max_batch < 2:
@@ -39,7 +39,7 @@ def test_batch_invariance(wm, wiw_record):
              "per item with WorldModel.generators(request)")
 
 
-@pytest.mark.wm_check("seed determinism")
+@check("seed determinism")
 def test_seed_determinism(wm, wiw_record):
     """G3 (R, seed s, again) equals G1: same request and seed, same output."""
     require_upstream(wm, "seed determinism")
@@ -53,7 +53,7 @@ def test_seed_determinism(wm, wiw_record):
         fail(cause)
 
 
-@pytest.mark.wm_check("seed sensitivity")
+@check("seed sensitivity")
 def test_seed_sensitivity(wm, wiw_session, wiw_record):
     """Item 0 of G2 (seed s') differs from G1 (seed s)."""
     require_upstream(wm, "seed sensitivity")
@@ -68,7 +68,7 @@ def test_seed_sensitivity(wm, wiw_session, wiw_record):
              "(a fixed generator, or noise drawn once at load)")
 
 
-@pytest.mark.wm_check("order independence")
+@check("order independence")
 def test_order_independence(wm, wiw_record):
     """G3 (R, seed s) after the batch G2 equals G1 (R, seed s, first call): earlier requests leave no trace."""
     require_upstream(wm, "order independence")

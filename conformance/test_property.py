@@ -5,7 +5,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pytest_wiw.checks import GenerationRequest, RequestRejected, WorkerError, fail, record, require, require_upstream
+from pytest_wiw.checks import (
+    GenerationRequest,
+    RequestRejected,
+    WorkerError,
+    check,
+    fail,
+    record,
+    require,
+    require_upstream,
+)
 
 WORDS = ("pick up the red cup", "open the drawer", "push the blue block", "move forward", "turn left")
 
@@ -33,7 +42,7 @@ def valid_requests(draw, wm_type: str, tasks, max_batch: int, max_image_side: in
     return GenerationRequest(images=images, actions=actions, task_type=task, seed=seed, request_model_name=wm_type)
 
 
-@pytest.mark.wm_check("property: contract holds")
+@check("property: contract holds")
 def test_property_contract_holds(wm, wiw_session, wiw_record):
     """Every drawn request gets uint8 (B, T, 3, H, W) at the declared size, not constant.
 

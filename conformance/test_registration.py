@@ -2,10 +2,10 @@
 
 import pytest
 
-from pytest_wiw.checks import fail, judgements, registry_problems
+from pytest_wiw.checks import check, fail, judgements, registry_problems
 
 
-@pytest.mark.wm_check("registered")
+@check("registered")
 def test_registered(wm, wiw_session):
     """The wrapper's module can be found; an FT type names an existing zero-shot base; the worker environment file
     pins exact versions."""

@@ -1,9 +1,8 @@
 """Check: invalid requests get an error reply naming the field, and the worker keeps serving."""
 
 import numpy as np
-import pytest
 
-from pytest_wiw.checks import RequestRejected, WorkerDied, WorkerError, fail, require, require_upstream
+from pytest_wiw.checks import RequestRejected, WorkerDied, WorkerError, check, fail, require, require_upstream
 
 
 def bad_requests(header: dict, images: np.ndarray, spec):
@@ -30,7 +29,7 @@ def bad_requests(header: dict, images: np.ndarray, spec):
         variant(request_model_name=f"{wm_type}-other"), {"images": images}
 
 
-@pytest.mark.wm_check("bad request rejected")
+@check("bad request rejected")
 def test_bad_request_rejected(wm):
     """Wrong dtype or shape, empty batch, unknown action, sizes beyond the spec's limits, name mismatch ->
     an error naming the field. A worker that dies on one is reported for it and started again for the rest."""

@@ -84,3 +84,9 @@ class EpisodeError(UsageError):
 # -- the embedded default
 class TinyCheckpointError(CheckpointError):
     """The wrapper's ``make_tiny`` did not return the checkpoint it wrote (the embedded default has no files)."""
+
+
+# -- the declared conformance checks
+class CheckDeclarationError(WiwError):
+    """A conformance check is named that pytest_wiw.api.checklist does not declare, or that declaration is
+    inconsistent (an upstream check not declared, a cycle); the message names the check and the fix."""

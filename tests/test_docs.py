@@ -66,3 +66,15 @@ def test_ground_truth_doc_states_the_constants_the_code_uses():
     assert f"`--frames` frames (default {DEFAULT_FRAMES}," in text
     assert f"`--hfov` degrees (default {DEFAULT_HFOV:g}) at `--view-size` (default {DEFAULT_VIEW[0]}x{DEFAULT_VIEW[1]})" in text
     assert f"{gt.SSIM_WINDOW} pixels, sigma 1.5" in text
+
+
+def test_readme_table_lists_every_declared_check():
+    """The README's table of checks has a row per declared check (pytest_wiw.api.checklist), named as its test is."""
+    import re
+
+    from pytest_wiw.api.checklist import CHECKS
+
+    readme = (DOCS.parent / "README.md").read_text()
+    table = readme.split("| check | asserts |", 1)[1].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \|", table, flags=re.M)
+    assert sorted(rows) == sorted(c.test.removeprefix("test_") for c in CHECKS)

@@ -8,13 +8,11 @@ import sys
 import pytest
 from conftest import make_checks_dir
 
+from pytest_wiw.api.checklist import CHECKS as DECLARED
+
 ALL_WIW = ("wan21 ltx hunyuan nwm cosmos20 cosmos25 wan22 svd gen4tur FTcosmos FTltx FTwan21 FTwan22 "
            "FTwan22-14B se3ds pathdreamer igen GTsim").split()
-CHECKS = ("test_registered", "test_checkpoint_readable", "test_checkpoint_loads", "test_checkpoint_applied",
-          "test_output_contract", "test_batch_invariance", "test_seed_determinism", "test_seed_sensitivity",
-          "test_order_independence", "test_differs_from_zero_shot", "test_honest_baseline",
-          "test_bad_request_rejected", "test_checkpoint_card", "test_memory_stable",
-          "test_property_contract_holds", "test_closer_to_ground_truth")
+CHECKS = tuple(c.test for c in DECLARED)
 
 
 @pytest.fixture
@@ -116,9 +114,12 @@ def test_unavailable_types_skip_with_their_reason(run_pytest):
 
 
 def test_ft_only_checks_skip_zero_shot_types_with_reason(run_pytest):
-    proc = run_pytest("--wm", "svd", "-k", "zero_shot or honest", "-rs")
+    ft_only = [c for c in DECLARED if c.ft_only]
+    proc = run_pytest("--wm", "svd", "-k", " or ".join(c.test for c in ft_only), "-rs")
     assert proc.returncode == 0, proc.stdout
-    assert "svd is a zero-shot type: 'differs from zero-shot' applies to FT types" in proc.stdout
+    assert f"{len(ft_only)} skipped" in proc.stdout, proc.stdout
+    for c in ft_only:
+        assert f"svd is a zero-shot type: '{c.name}' applies to FT types" in proc.stdout, c.name
 
 
 def test_explicit_paths_keep_the_users_tests(run_pytest, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 from conftest import make_checks_dir, run_checks
 from PIL import Image
 
+from pytest_wiw.api.checklist import CHECK_NAMES, check_named
 from pytest_wiw.report.writer import SCHEMA_PATH
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
@@ -49,7 +50,9 @@ def test_report_json_validates_and_holds_the_figures(full_run, wm_type):
     assert data["figures"]["generations"] == (4 if wm_type == "FTwan21" else 3)
     assert len(data["checkpoint"]["sha256"]) == 64
     assert data["environment"]["threads"] == 1 and data["environment"]["deterministic_algorithms"] is True
-    assert {c["name"] for c in data["checks"]} >= {"seed determinism", "output contract", "checkpoint applied"}
+    # a row per declared check, named as declared (as expected_failures spell them), in declaration order
+    assert [c["name"] for c in data["checks"]] == list(CHECK_NAMES)
+    assert [c["test_id"] for c in data["checks"]] == [f"{check_named(n).test}[{wm_type}]" for n in CHECK_NAMES]
 
 
 def test_report_verdicts_and_failures(full_run):
@@ -63,6 +66,10 @@ def test_report_verdicts_and_failures(full_run):
     assert "**3 wm_type(s), 1 failed**: svd-fixed-seed" in md
     assert "- **svd-fixed-seed** / seed sensitivity:" in md
     assert "FT vs zero-shot" in md and "![FTwan21](FTwan21.png)" in md
+    table = [line.split(" | ")[0].removeprefix("| ") for line in md.splitlines() if line.startswith("| ")]
+    assert table[2:2 + len(CHECK_NAMES)] == list(CHECK_NAMES)  # after the header rows, in declaration order
+    legend = md.split("## What each check proves", 1)[1]
+    assert f"- **property: contract holds**: {check_named('property: contract holds').doc}" in legend
 
 
 def test_contact_sheet_has_three_labelled_rows(full_run):

@@ -13,14 +13,16 @@ import json
 import pytest
 from conftest import make_checks_dir, run_checks
 
+from pytest_wiw.api.checklist import CHECKS
+
 # Each plugin run below is a module fixture, built on every xdist worker that runs a test using it: tests/conftest.py
 # makes --dist loadfile the default under -n, so it is built once (the xdist_group marks do the same under an
 # explicit --dist loadgroup).
 CORRECT = ("svd", "wan21", "FTwan21")
-ZERO_SHOT_CHECKS = ("registered", "checkpoint_readable", "checkpoint_loads", "checkpoint_applied", "output_contract",
-                    "batch_invariance", "seed_determinism", "seed_sensitivity", "order_independence",
-                    "memory_stable", "property_contract_holds", "bad_request_rejected")
-FT_CHECKS = ZERO_SHOT_CHECKS + ("checkpoint_card", "differs_from_zero_shot", "honest_baseline")
+#: Every declared check, named as its test id is (seed_determinism); zero-shot types skip the FT-only ones.
+ALL_CHECKS = tuple(c.test.removeprefix("test_") for c in CHECKS)
+FT_ONLY = tuple(c.test.removeprefix("test_") for c in CHECKS if c.ft_only)
+NEEDS_REFERENCE = "closer_to_ground_truth"  # skipped: no --wm-reference in these runs (tests/test_ground_truth.py)
 SEEDS = ("batch_invariance", "order_independence", "seed_sensitivity")
 CONTRACT = ("seed_determinism", "property_contract_holds") + SEEDS
 GENERATION = ("output_contract", "memory_stable", "bad_request_rejected") + CONTRACT
@@ -175,12 +177,12 @@ def outcome(check) -> str:
 
 def expected_row(wm_type: str, row=None) -> dict[str, str]:
     failing, blocked = row or ROWS[wm_type]
-    checks = FT_CHECKS if wm_type.startswith("FT") else ZERO_SHOT_CHECKS
-    row = {c: "passed" for c in checks}
+    row = {c: "passed" for c in ALL_CHECKS}
     row.update({c: "failed" for c in failing})
     row.update({c: f"blocked by {up}" for c, up in blocked.items()})
     if not wm_type.startswith("FT"):
-        row["checkpoint_card"] = "skipped"  # applies to FT types
+        row.update(dict.fromkeys(FT_ONLY, "skipped"))  # they apply to FT types
+    row[NEEDS_REFERENCE] = "skipped"
     row.update({c: o for (w, c), o in OTHER.items() if w == wm_type})
     return row
 
@@ -264,10 +266,11 @@ def test_failure_names_its_cause(run, wm_type, check):
 
 def test_every_check_has_a_defect_it_catches():
     caught = {c for failing, _ in ROWS.values() for c in failing}
-    # The card check is caught by a checkpoint without a card (test_reports.py). Order independence compares
-    # the floor's G3 with G1, the very pair seed determinism compares: whatever breaks it (a generator kept
-    # across calls) fails seed determinism first, and order independence is blocked by it (docs/reliability.md).
-    assert set(FT_CHECKS) - caught == {"checkpoint_card", "order_independence"}
+    # The card check is caught by a checkpoint without a card (test_reports.py), closer to ground truth by an FT
+    # held to its base's outputs as ground truth (test_ground_truth.py). Order independence compares the floor's
+    # G3 with G1, the very pair seed determinism compares: whatever breaks it (a generator kept across calls)
+    # fails seed determinism first, and order independence is blocked by it (docs/reliability.md).
+    assert set(ALL_CHECKS) - caught == {"checkpoint_card", "order_independence", NEEDS_REFERENCE}
 
 
 @pytest.mark.xdist_group("verdicts-run")

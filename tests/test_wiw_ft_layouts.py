@@ -21,14 +21,11 @@ from conftest import make_checks_dir, run_checks  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from pytest_wiw.api import registry  # noqa: E402
+from pytest_wiw.api.checklist import CHECKS  # noqa: E402
 from pytest_wiw.runtime.tiny import ensure_tiny  # noqa: E402
 
-#: Every check of an FT type (with its base in the same session) and of its base.
-FT_CHECKS = ("test_registered", "test_checkpoint_readable", "test_checkpoint_card", "test_checkpoint_loads",
-             "test_checkpoint_applied", "test_output_contract", "test_batch_invariance", "test_seed_determinism",
-             "test_seed_sensitivity", "test_order_independence", "test_differs_from_zero_shot",
-             "test_honest_baseline", "test_bad_request_rejected", "test_memory_stable",
-             "test_property_contract_holds")
+#: Every check of an FT type (with its base in the same session) but closer to ground truth (no --wm-reference here).
+FT_CHECKS = tuple(c.test for c in CHECKS if c.name != "closer to ground truth")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Everything a conformance check (``conformance/``) imports from pytest-wiw, and nothing else.
 
-The checks' own pieces live beside this module: ``assertions`` (clean failures, blocked checks, recorded
+A check is tied to its declaration (pytest_wiw.api.checklist) by ``@check("its name")`` (``marker``). The checks'
+own pieces live beside this module: ``assertions`` (clean failures, blocked checks, recorded
 figures), ``judgements`` (verdicts other checks depend on), ``dependencies`` (which check blocks which),
 ``compare`` (two videos) and ``ground_truth`` (scores against reference frames). What a check needs of the
 rest of the suite (requests, checkpoints, fingerprints, worker errors, episodes) is named here, so that a
@@ -25,12 +26,13 @@ from pytest_wiw.checks.assertions import (
     require,
     require_upstream,
 )
+from pytest_wiw.checks.marker import check
 from pytest_wiw.errors import CheckpointError, EpisodeError, RequestRejected, WorkerDied, WorkerError
 from pytest_wiw.reference.episodes import episode_folders, load_episode
 
 __all__ = [
     "CARD_NAME", "SWAPPED_COMPONENT", "CheckpointError", "EpisodeError", "Fingerprint", "GenerationRequest",
-    "RequestRejected", "WorkerDied", "WorkerError", "blocked", "card_problems", "checkpoint_of",
+    "RequestRejected", "WorkerDied", "WorkerError", "blocked", "card_problems", "check", "checkpoint_of",
     "compare_fingerprints", "diff_of", "differing_components", "episode_folders", "fail", "file_fingerprints",
     "frames_of", "ground_truth", "identical_weight_files", "judgements", "load_episode", "open_checkpoint",
     "record", "registry_problems", "require", "require_upstream",

@@ -116,7 +116,7 @@ def parse_reference(option) -> dict:
 
 def parse_expected_failures(lines: list[str], registry: dict[str, WMSpec]) -> dict[tuple[str, str], str]:
     """``WM_TYPE: check name: reason`` lines of the ini option wm_expected_failures."""
-    from pytest_wiw.api.registry import CHECK_NAMES
+    from pytest_wiw.api.checklist import undeclared_checks
 
     out = {}
     for line in lines:
@@ -126,9 +126,9 @@ def parse_expected_failures(lines: list[str], registry: dict[str, WMSpec]) -> di
         wm_type, check, reason = parts
         if wm_type not in registry:
             raise UsageError(f"wm_expected_failures line {line!r}: {wm_type!r} is not a registered wm_type")
-        if check not in CHECK_NAMES:
-            raise UsageError(f"wm_expected_failures line {line!r}: {check!r} is not a check; checks: "
-                             f"{', '.join(CHECK_NAMES)}")
+        unknown = undeclared_checks([check])
+        if unknown:
+            raise UsageError(f"wm_expected_failures line {line!r}: {unknown}")
         out[(wm_type, check)] = reason
     return out
 

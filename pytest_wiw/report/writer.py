@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from pytest_wiw.api.checklist import CHECK_NAMES, check_named, check_of_test
 from pytest_wiw.checks.dependencies import is_blocked
 
 SCHEMA_VERSION = 1
@@ -42,7 +43,7 @@ class ReportCollector:
         match = _TEST_ID.search(report.nodeid)
         if not match or match["wm"] not in self.checks:
             return
-        check = match["test"][len("test_"):].replace("_", " ")
+        check = check_name(match["test"])
         entry = self.checks[match["wm"]].setdefault(check, {
             "name": check, "test_id": f"{match['test']}[{match['wm']}]", "outcome": "passed", "duration": 0.0,
             "message": "", "metrics": {}})
@@ -63,7 +64,7 @@ class ReportCollector:
 
     def build(self, wm_type: str) -> dict:
         spec = self.selection.registry[wm_type]
-        checks = sorted(self.checks[wm_type].values(), key=lambda c: c["name"])
+        checks = sorted(self.checks[wm_type].values(), key=lambda c: row_order(c["name"]))
         worker = self.workers.get(wm_type, {})
         figures = {"loads": worker.get("loads", 0), "generations": worker.get("generations", 0),
                    "property_examples": worker.get("property_examples", 0),
@@ -104,6 +105,22 @@ class ReportCollector:
 
     def write(self, out_dir: Path) -> list[Path]:
         return write_reports(self.reports(), out_dir)
+
+
+def check_name(test: str) -> str:
+    """The row name of a conformance test function: its declared check's name (``test_property_contract_holds``
+    -> ``property: contract holds``, as expected_failures spell it); the test's words for an undeclared test."""
+    declared = check_of_test(test)
+    return declared.name if declared else test.removeprefix("test_").replace("_", " ")
+
+
+_ROW = {name: i for i, name in enumerate(CHECK_NAMES)}
+
+
+def row_order(name: str) -> tuple[int, str]:
+    """Sort key of a report row: declaration order (pytest_wiw.api.checklist), then names not declared there
+    (a report written by another version) alphabetically."""
+    return _ROW.get(name, len(_ROW)), name
 
 
 def _outcome(report) -> str:
@@ -158,7 +175,7 @@ _SYMBOL = {"passed": "✅", "failed": "❌", "error": "❌", "skipped": "➖", "
 def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
     """A table of wm_types by checks, verdicts and key figures; reads well as a pull-request comment."""
     reports = sorted(reports, key=lambda r: r["wm_type"])
-    checks = sorted({c["name"] for r in reports for c in r["checks"]})
+    checks = sorted({c["name"] for r in reports for c in r["checks"]}, key=row_order)
     failed = [r["wm_type"] for r in reports if r["verdict"] == "failed"]
     lines = ["# pytest-wiw conformance report", "",
              f"**{len(reports)} wm_type(s), {len(failed)} failed**" + (f": {', '.join(failed)}" if failed else ""), ""]
@@ -197,10 +214,19 @@ def render_markdown(reports: list[dict], pngs: set[str] = frozenset()) -> str:
     xfails = [(r["wm_type"], k, v) for r in reports for k, v in r["expected_failures"].items()]
     if xfails:
         lines += ["", "## Expected failures", ""] + [f"- **{w}** / {k}: {v}" for w, k, v in xfails]
+    lines += check_legend(checks)
     for r in reports:
         if r["wm_type"] in pngs:
             lines += ["", f"![{r['wm_type']}]({r['wm_type']}.png)"]
     return "\n".join(lines) + "\n"
+
+
+def check_legend(names: list[str]) -> list[str]:
+    """What each check of the table proves, one line each (its declared ``doc``)."""
+    docs = [(name, check_named(name).doc) for name in names if name in _ROW]
+    if not docs:
+        return []
+    return ["", "## What each check proves", ""] + [f"- **{name}**: {doc}" for name, doc in docs]
 
 
 def ground_truth_tables(reports: list[dict]) -> list[str]:
@@ -264,7 +290,7 @@ def merge_report_dirs(dirs: list[Path]) -> dict[str, dict]:
             for c in report["checks"]:
                 if c["name"] not in have or have[c["name"]]["outcome"] == "skipped":
                     have[c["name"]] = c
-            merged[name]["checks"] = sorted(have.values(), key=lambda c: c["name"])
+            merged[name]["checks"] = sorted(have.values(), key=lambda c: row_order(c["name"]))
             merged[name]["verdict"] = verdict(merged[name]["checks"])
     return merged
 
