@@ -34,7 +34,7 @@ from wrapper_helpers import (  # noqa: E402
     save_altered_component,
     tiny_swap_checkpoints,
 )
-from wrappers.component_swap import save_tiny_fine_tune  # noqa: E402
+from wrappers.common.component_swap import save_tiny_fine_tune  # noqa: E402
 from wrappers.ltx import _FT_NOISE, TINY_GENERATION, LTXImageToVideo  # noqa: E402
 
 from diffusers import LTXVideoTransformer3DModel  # noqa: E402
