@@ -505,7 +505,7 @@ class ActionConditionedSVD(ComponentSwapModel):
         base_pipe = svd.load_pipeline(base_ckpt, dtype, device)
         self._check_frames(base_pipe.vae_scale_factor)
         unet = load_svdagger_unet(folder, files, channels, dtype)
-        check_fits_base(SVDAGGER_UNET, unet, base_pipe, folder=folder, base_path=base_ckpt.path)
+        check_fits_base(SVDAGGER_UNET, unet.config, base_pipe, folder=folder, base_path=base_ckpt.path)
         ft_pipe = SVDaggerPipeline(**{**base_pipe.components, "unet": unet})
         self._swap = pair_pipelines(base_pipe, ft_pipe, "unet", device=device, offload=offload_mode(self.options),
                                     key_prefix=prefix)

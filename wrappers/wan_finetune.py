@@ -27,7 +27,7 @@ import torch
 from pytest_wiw.api import CheckpointError, lookup_tensor
 
 from .common.component_swap import ComponentSwap, FineTunedComponent, check_fits_base, pair_pipelines
-from .common.loading import load_pretrained, read_safetensors
+from .common.loading import load_pretrained, model_config, read_safetensors
 from .wan_lora import listing, normalize_key
 from .wan_native import to_diffusers
 
@@ -71,12 +71,13 @@ def load_diffusers_folders(base_pipe, folders: dict[str, Path], *, what: str, ba
     """diffusers full fine-tunes: {component: its folder (config.json + weights)}."""
     modules = {}
     for component, folder in folders.items():
-        base_module = getattr(base_pipe, component)
-        module = load_pretrained(type(base_module), folder, dtype=dtype, what=f"fine-tuned {what} {component}")
-        # Only check_fits_base's fields: this module and the base pipeline are loaded already.
+        model_cls = type(getattr(base_pipe, component))
+        # Only check_fits_base's fields: the base pipeline is loaded already. The architecture first: weights
+        # of another one would load as missing tensors.
         spec = FineTunedComponent(name=component, label=f"fine-tuned {component}", arch_fields=ARCH_FIELDS,
                                   load_base=None)
-        check_fits_base(spec, module, base_pipe, folder=folder, base_path=base_path)
+        check_fits_base(spec, model_config(model_cls, folder), base_pipe, folder=folder, base_path=base_path)
+        module = load_pretrained(model_cls, folder, dtype=dtype, what=f"fine-tuned {what} {component}")
         modules[component] = module.eval()
     return FullFineTune(_swap_in(base_pipe, modules, device, offload), modules)
 

@@ -4,7 +4,8 @@
   ``load_pipeline``, ``read_safetensors``), with one set of caught errors: a folder that does not load is a
   CheckpointError naming the folder, the class and the cause.
 - ``tiny``: every ``make_tiny`` writes its checkpoint through ``save_tiny`` (built under ``fork_rng``,
-  saved in its real layout, with its card).
+  saved in its real layout, with its card); ``TinyPipeline`` is the ``make_tiny`` of a wrapper whose tiny
+  checkpoint is one pipeline folder, ``tiny_generation`` the settings the tiny cards carry.
 - ``sizes``: generation sizes refused or rounded as the pipeline needs.
 - ``tiny_text``: the tiny offline tokenizer and T5 encoder tiny pipelines share.
 - ``component_swap``: an FT type's fine-tuned component swapped into its base pipeline (FTcosmos, FTltx,

@@ -36,7 +36,7 @@ import torch
 
 from pytest_wiw.api import Checkpoint, CheckpointError, WorldModel, lookup_tensor
 
-from .loading import load_pretrained
+from .loading import load_pretrained, model_config
 from .offload import PINNED, ModuleOffload, offload_mode
 from .tiny import TinyPipeline, save_pretrained_layout, save_tiny
 
@@ -265,8 +265,12 @@ def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, co
         if source.config_borrowed:
             check_weights_fit_config(component, source, ckpt)
         base_pipe = component.load_base(base_ckpt, dtype, device)
+        where = source.weights[0].parent
+        if component.model_cls is not None:  # the architecture before the weights: a misfit is named as one
+            check_fits_base(component, model_config(component.model_cls, folder), base_pipe, folder=where,
+                            base_path=base_ckpt.path)
         ft_module = component.load_module(folder, dtype)
-    check_fits_base(component, ft_module, base_pipe, folder=source.weights[0].parent, base_path=base_ckpt.path)
+    check_fits_base(component, ft_module.config, base_pipe, folder=where, base_path=base_ckpt.path)
     ft_module.eval()
     ft_pipe = type(base_pipe)(**{**base_pipe.components, component.name: ft_module})
     return pair_pipelines(base_pipe, ft_pipe, component.name, device=device, offload=offload,
@@ -442,9 +446,10 @@ def require_transformer_config(folder: Path) -> Path:
     return config
 
 
-def check_fits_base(component: FineTunedComponent, ft_module, base_pipe, *, folder: Path, base_path: Path) -> None:
-    """A CheckpointError naming every architecture field on which the fine-tuned module and the base differ."""
-    base_cfg, ft_cfg = getattr(base_pipe, component.name).config, ft_module.config
+def check_fits_base(component: FineTunedComponent, ft_config, base_pipe, *, folder: Path, base_path: Path) -> None:
+    """A CheckpointError naming every architecture field on which the fine-tuned module's config and the base
+    pipeline's module's differ."""
+    base_cfg, ft_cfg = getattr(base_pipe, component.name).config, ft_config
     mismatch = [f"{k} {ft_cfg.get(k)!r} (base {base_cfg.get(k)!r})" for k in component.arch_fields
                 if _as_list(ft_cfg.get(k)) != _as_list(base_cfg.get(k))]
     if mismatch:

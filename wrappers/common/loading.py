@@ -62,6 +62,20 @@ def load_pretrained(model_cls, source: Checkpoint | Path | str, *, dtype: torch.
     return loaded
 
 
+def model_config(model_cls, folder: Path) -> dict:
+    """The config ``model_cls.from_pretrained(folder)`` would build its model with: the folder's config.json, with
+    the class's defaults for what it leaves out (the model is built on the meta device: no memory, no weights).
+    Read before the weights load, it lets a wrapper name an architecture that does not fit as such; a
+    CheckpointError naming the folder when the config cannot be read or built."""
+    try:
+        config = model_cls.load_config(str(folder))
+        with torch.device("meta"):
+            return dict(model_cls.from_config(config).config)
+    except LOAD_ERRORS as exc:
+        raise CheckpointError(f"{folder}: cannot read a {model_cls.__name__} config from it: "
+                              f"{type(exc).__name__}: {exc}") from exc
+
+
 def require_filled(loaded, where: Path, label: str) -> None:
     """CheckpointError naming the tensors of ``loaded`` (a model, or a pipeline's modules) that its weights
     did not fill: diffusers leaves them on the meta device, with a warning, when a file lacks them."""
