@@ -84,7 +84,7 @@ def build_base(out: Path, device: str, smoke: bool, fp16_only: bool, generation:
     )
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from wrappers.diffusers_setup import write_tiny_card
+    from wrappers.common.tiny import write_tiny_card
     from wrappers.svd import SVD_SCHEDULER_CONFIG
 
     torch.manual_seed(SEED)
@@ -109,7 +109,7 @@ def build_ft(out: Path, base: Path, unet: dict, device: str, smoke: bool, genera
     from diffusers import UNetSpatioTemporalConditionModel
     from safetensors.torch import save_file
 
-    from wrappers.diffusers_setup import write_tiny_card
+    from wrappers.common.tiny import write_tiny_card
     from wrappers.igen import TINY_TRAINING_STATE, SVDaggerUNet
 
     ckpt = out / "igen" / f"checkpoint-{STEP}"

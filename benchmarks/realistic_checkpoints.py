@@ -99,7 +99,7 @@ def build(module_fn, device: str):
 
 def save_pipeline(pipe, out: Path, generation: dict, description: str) -> Path:
     """Save ``pipe`` as a diffusers folder (safetensors) with a card carrying its generation settings."""
-    from wrappers.diffusers_setup import write_tiny_card
+    from wrappers.common.tiny import write_tiny_card
 
     pipe.save_pretrained(str(out), safe_serialization=True)
     write_tiny_card(out, generation=generation, description=description)
@@ -117,7 +117,7 @@ def write_wan21(out: Path, device: str, smoke: bool) -> Path:
     from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
-    from wrappers.tiny_text import tiny_tokenizer
+    from wrappers.common.tiny_text import tiny_tokenizer
 
     clip = shape("clip", CLIP_VIT_H, smoke)
     pipe = WanImageToVideoPipeline(
@@ -138,7 +138,7 @@ def write_ftwan21(out: Path, base: Path, device: str, smoke: bool) -> Path:
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    from wrappers.diffusers_setup import write_tiny_card
+    from wrappers.common.tiny import write_tiny_card
     from wrappers.wan_lora import LORA_TARGET_MODULES
 
     transformer = WanTransformer3DModel.from_pretrained(str(base), subfolder="transformer", dtype=torch.bfloat16)
@@ -162,8 +162,8 @@ def write_cosmos20(out: Path, device: str, smoke: bool) -> Path:
     from diffusers import Cosmos2VideoToWorldPipeline, CosmosTransformer3DModel, FlowMatchEulerDiscreteScheduler
     from transformers import T5Config, T5EncoderModel
 
+    from wrappers.common.tiny_text import tiny_tokenizer
     from wrappers.cosmos import NoOpSafetyChecker
-    from wrappers.tiny_text import tiny_tokenizer
 
     pipe = Cosmos2VideoToWorldPipeline(
         text_encoder=build(lambda: T5EncoderModel(T5Config(**shape("t5", T5_11B, smoke))), device),
@@ -180,7 +180,7 @@ def write_cosmos20(out: Path, device: str, smoke: bool) -> Path:
 def write_ftcosmos(out: Path, base: Path, device: str, smoke: bool) -> Path:
     from diffusers import CosmosTransformer3DModel
 
-    from wrappers.diffusers_setup import write_tiny_card
+    from wrappers.common.tiny import write_tiny_card
 
     transformer = CosmosTransformer3DModel.from_pretrained(str(base), subfolder="transformer", dtype=torch.bfloat16)
     add_seeded_noise(transformer.to(device), device)
@@ -199,7 +199,7 @@ def write_ltx(out: Path, device: str, smoke: bool) -> Path:
     )
     from transformers import T5Config, T5EncoderModel
 
-    from wrappers.tiny_text import tiny_tokenizer
+    from wrappers.common.tiny_text import tiny_tokenizer
 
     pipe = LTXImageToVideoPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
@@ -221,7 +221,7 @@ def write_ftltx(out: Path, base: Path, device: str, smoke: bool) -> Path:
 
     from diffusers import LTXVideoTransformer3DModel
 
-    from wrappers.diffusers_setup import write_tiny_card
+    from wrappers.common.tiny import write_tiny_card
 
     def link_or_copy(src, dst):
         try:

@@ -1,4 +1,4 @@
-"""--wm-offload (wrappers.offload) on real tiny checkpoints: outputs bitwise as without it, swaps in and out.
+"""--wm-offload (wrappers.common.offload) on real tiny checkpoints: outputs bitwise as without it, swaps in and out.
 
 On the CPU the idle version of a component is in host memory anyway, so a swap moves no weights: these
 tests prove the bookkeeping (which version runs, which tensors each module holds, what the swaps count)
@@ -32,11 +32,11 @@ from wrapper_helpers import (  # noqa: E402
 from pytest_wiw.api import registry  # noqa: E402
 from pytest_wiw.checkpoints import files as checkpoint
 from pytest_wiw.report.writer import SCHEMA_PATH  # noqa: E402
-from wrappers.component_swap import ComponentSwap  # noqa: E402
+from wrappers.common.component_swap import ComponentSwap  # noqa: E402
 from wrappers.cosmos import Cosmos2VideoToWorld  # noqa: E402
 from wrappers.igen import ActionConditionedSVD  # noqa: E402
 from wrappers.ltx import LTXImageToVideo  # noqa: E402
-from wrappers.offload import ModuleOffload, offload_mode  # noqa: E402
+from wrappers.common.offload import ModuleOffload, offload_mode  # noqa: E402
 from wrappers.svd import StableVideoDiffusion  # noqa: E402
 from wrappers.wan import TINY_GENERATION as WAN_GENERATION  # noqa: E402
 from wrappers.wan import WanImageToVideo  # noqa: E402

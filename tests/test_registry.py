@@ -53,7 +53,7 @@ def _defaults(**kw) -> GenerationDefaults:
 
 
 def _register(name: str, **kw) -> WMSpec:
-    args = dict(wrapper="wrappers.tiny_text:Tiny", category="text", defaults=_defaults())
+    args = dict(wrapper="wrappers.common.tiny_text:Tiny", category="text", defaults=_defaults())
     args.update(kw)
     return register_wm(PREFIX + name, **args)
 

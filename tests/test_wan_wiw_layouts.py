@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from pytest_wiw.api.registry import get_spec
 from pytest_wiw.runtime.tiny import ensure_tiny
-from wrappers.component_swap import save_tiny_fine_tune
+from wrappers.common.component_swap import save_tiny_fine_tune
 from wrappers.wan_native import to_native
 
 CONFTEST = '''

@@ -36,7 +36,7 @@ from wrapper_helpers import (  # noqa: E402
 from pytest_wiw.checkpoints import files as checkpoint  # noqa: E402
 from pytest_wiw.checkpoints.pipeline_diff import differing_components  # noqa: E402
 from pytest_wiw.errors import CheckpointError  # noqa: E402
-from wrappers.component_swap import save_tiny_fine_tune  # noqa: E402
+from wrappers.common.component_swap import save_tiny_fine_tune  # noqa: E402
 from wrappers.ltx import _FT_NOISE, TINY_GENERATION, LTXImageToVideo  # noqa: E402
 
 _load = functools.partial(load_wrapper, LTXImageToVideo)

@@ -251,7 +251,7 @@ def save_diffsynth_full_fine_tune(root: Path, base: Path, generation) -> Path:
     from diffusers import WanTransformer3DModel
     from safetensors.torch import load_file, save_file
 
-    from wrappers.component_swap import save_tiny_fine_tune
+    from wrappers.common.component_swap import save_tiny_fine_tune
     from wrappers.wan_native import to_native
 
     save_tiny_fine_tune(WanTransformer3DModel, root / "dfull", base, 3, noise_scale=0.5, generation=generation,

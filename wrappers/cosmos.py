@@ -6,7 +6,7 @@ the base transformer without a reload. WIW's own FTcosmos checkpoint is the ``--
 converter ``utils/pt_to_safetensors_cosmos.py`` fills: ``transformer/`` holding one ``.safetensors`` in
 diffusers names and no ``config.json`` (the config is then the base's, when every tensor fits it). A
 ``transformer/`` folder with its config, a bare ``.safetensors`` and a whole pipeline folder load too
-(wrappers.component_swap). A raw training checkpoint (``net.blocks.N...`` names) is refused with the
+(wrappers.common.component_swap). A raw training checkpoint (``net.blocks.N...`` names) is refused with the
 converter's command.
 
 Without the ``cosmos_guardrail`` package the pipeline cannot be built, so this module brings a
@@ -33,24 +33,13 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest
 
-from .component_swap import (
-    CONFIG_LESS,
-    ComponentSwap,
-    ComponentSwapModel,
-    FineTunedComponent,
-    load_component,
-    load_component_swap,
-    require_transformer_config,
-    save_tiny_fine_tune,
-)
-from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
-from .offload import offload_mode
+from .common.component_swap import CONFIG_LESS, ComponentSwapModel, FineTunedComponent, require_transformer_config
+from .common.loading import load_pipeline, load_pretrained, ready_to_run, safetensors_shapes
+from .common.tiny import tiny_generation
+from .common.tiny_text import tiny_t5_encoder, tiny_tokenizer
 
 # Generation settings of the tiny checkpoints make_tiny writes (carried in their cards).
-TINY_GENERATION = {
-    "height": 32, "width": 32, "out_height": 32, "out_width": 32,
-    "num_frames": 9, "num_output_frames": 4, "steps": 2, "guidance_scale": 7.0,
-}
+TINY_GENERATION = tiny_generation(guidance_scale=7.0)
 # Transformer config fields that must agree between a fine-tuned transformer and its base pipeline.
 _ARCH_FIELDS = ("in_channels", "out_channels", "num_attention_heads", "attention_head_dim", "num_layers",
                 "text_embed_dim", "patch_size", "concat_padding_mask")
@@ -85,20 +74,13 @@ class NoOpSafetyChecker(ModelMixin, ConfigMixin):
 
 
 def _load_pipeline(ckpt: Checkpoint, dtype: torch.dtype, device: str) -> Cosmos2VideoToWorldPipeline:
-    path = Path(ckpt.path)
-    try:
-        pipe = Cosmos2VideoToWorldPipeline.from_pretrained(
-            str(path), safety_checker=NoOpSafetyChecker(), dtype=dtype, local_files_only=True,
-            **variant_kwargs(ckpt))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: cannot load a Cosmos2VideoToWorldPipeline from this folder: "
-                              f"{type(exc).__name__}: {exc}") from exc
-    require_torchvision_if_needed(pipe.transformer, path / "transformer")
+    pipe = load_pipeline(Cosmos2VideoToWorldPipeline, ckpt, "cosmos20", dtype=dtype, safety_checker=NoOpSafetyChecker())
+    require_torchvision_if_needed(pipe.transformer, ckpt.path / "transformer")
     return ready_to_run(pipe, device)
 
 
 def _load_transformer(folder: Path, dtype: torch.dtype) -> CosmosTransformer3DModel:
-    transformer = load_component(CosmosTransformer3DModel, folder, dtype, what="a CosmosTransformer3DModel")
+    transformer = load_pretrained(CosmosTransformer3DModel, folder, dtype=dtype, what="fine-tuned transformer")
     return require_torchvision_if_needed(transformer, folder)
 
 
@@ -131,11 +113,8 @@ CONVERTER_HINT = ("convert it with World-in-World's converter first: python util
 def _check_transformer_folder(folder: Path) -> None:
     """The folder has a config.json and its weights are in diffusers names, not Cosmos training names."""
     require_transformer_config(folder)
-    from safetensors import safe_open
-
     for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt") as fh:
-            training = next((k for k in fh.keys() if _TRAINING_KEY.match(k)), None)
+        training = next((k for k in safetensors_shapes(file) if _TRAINING_KEY.match(k)), None)
         if training is not None:
             raise CheckpointError(f"{file.resolve()}: tensor {training} is in Cosmos training names "
                                   f"(net.blocks.N...), not the diffusers names FTcosmos loads: {CONVERTER_HINT}")
@@ -144,8 +123,8 @@ def _check_transformer_folder(folder: Path) -> None:
 #: The fine-tuned transformer of FTcosmos. The FT pipeline shares the text encoder, tokenizer, VAE, scheduler
 #: and safety checker with the base pipeline.
 FT_TRANSFORMER = FineTunedComponent(
-    name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load=_load_transformer,
-    load_base=_load_pipeline, check_folder=_check_transformer_folder, model_cls=CosmosTransformer3DModel,
+    name="transformer", label="fine-tuned transformer", arch_fields=_ARCH_FIELDS, load_base=_load_pipeline,
+    load=_load_transformer, check_folder=_check_transformer_folder, model_cls=CosmosTransformer3DModel,
     takes_pipeline=True)
 
 
@@ -154,17 +133,18 @@ class Cosmos2VideoToWorld(ComponentSwapModel):
 
     #: 2: the tiny FTcosmos is WIW's converted layout (transformer/ without config.json).
     version = "2"
+    FT_COMPONENT = FT_TRANSFORMER
+    TINY_TYPES = ("cosmos20", "FTcosmos")
+    TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = "Tiny random Cosmos-Predict2 Video2World pipeline for pytest-wiw."
+    TINY_FT_NOISE, TINY_FT_LAYOUT = _FT_NOISE, CONFIG_LESS
+    TINY_FT_DESCRIPTION = ("Tiny 'fine-tuned' Cosmos-Predict2 transformer (the base with seeded noise), laid out as "
+                           "World-in-World's converter utils/pt_to_safetensors_cosmos.py writes it: "
+                           "transformer/diffusion_pytorch_model.safetensors in diffusers names, no config.json.")
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
-        if spec.is_ft:
-            self._swap = load_component_swap(spec, ckpt, base_ckpt, FT_TRANSFORMER, dtype=dtype, device=device,
-                                             offload=offload_mode(self.options))
-            return
-        if ckpt.format != "diffusers":
-            raise CheckpointError(f"{ckpt.path}: {spec.name} expects a diffusers Cosmos2VideoToWorldPipeline "
-                                  f"folder (with model_index.json), got a {ckpt.format!r} checkpoint")
-        self._swap = ComponentSwap(_load_pipeline(ckpt, dtype, device))
+        self._load_swap()
 
     # -- generation ----------------------------------------------------------------------------
     def generate(self, request: GenerationRequest) -> np.ndarray:
@@ -181,49 +161,22 @@ class Cosmos2VideoToWorld(ComponentSwapModel):
             num_inference_steps=g.steps, guidance_scale=g.guidance_scale, generator=generator,
             output_type="np").frames)
 
-    # -- weights -------------------------------------------------------------------------------
-    def components(self) -> dict[str, object]:
-        pipe = self.pipe
-        return {"transformer": pipe.transformer, "vae": pipe.vae, "text_encoder": pipe.text_encoder}
-
-    # -- tiny checkpoints ----------------------------------------------------------------------
-    @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if wm_type == "cosmos20":
-            _tiny_pipeline(seed).save_pretrained(str(out_dir), safe_serialization=True)
-            write_tiny_card(out_dir, generation=TINY_GENERATION,
-                            description="Tiny random Cosmos-Predict2 Video2World pipeline for pytest-wiw.")
-            return out_dir
-        if wm_type == "FTcosmos":
-            if base is None:
-                raise CheckpointError("make_tiny('FTcosmos') needs base=<path of the tiny cosmos20 pipeline>")
-            return save_tiny_fine_tune(
-                CosmosTransformer3DModel, out_dir, Path(base), seed, noise_scale=_FT_NOISE, generation=TINY_GENERATION,
-                layout=CONFIG_LESS,
-                description="Tiny 'fine-tuned' Cosmos-Predict2 transformer (the base with seeded noise), laid out as "
-                            "World-in-World's converter utils/pt_to_safetensors_cosmos.py writes it: "
-                            "transformer/diffusion_pytorch_model.safetensors in diffusers names, no config.json.")
-        raise ValueError(f"{cls.__name__}.make_tiny serves cosmos20 and FTcosmos, not {wm_type!r}")
-
-
-def _tiny_pipeline(seed: int) -> Cosmos2VideoToWorldPipeline:
-    from .tiny_text import tiny_t5_encoder, tiny_tokenizer
-
-    d_text = 16
-    torch.manual_seed(seed)
-    transformer = CosmosTransformer3DModel(
-        in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1,
-        mlp_ratio=2.0, text_embed_dim=d_text, adaln_lora_dim=4, max_size=(8, 16, 16), patch_size=(1, 2, 2),
-        rope_scale=(1.0, 1.0, 1.0), concat_padding_mask=False, extra_pos_embed_type=None,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    torch.manual_seed(seed)
-    text_encoder = tiny_t5_encoder(d_model=d_text, seed=seed)
-    tokenizer = tiny_tokenizer(model_max_length=512)
-    scheduler = FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True, shift=1.0)
-    return Cosmos2VideoToWorldPipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
-                                       vae=vae, scheduler=scheduler, safety_checker=NoOpSafetyChecker())
+    # -- tiny checkpoints (make_tiny: ComponentSwapModel's) ------------------------------------
+    @staticmethod
+    def tiny_pipeline(seed: int) -> Cosmos2VideoToWorldPipeline:
+        d_text = 16
+        torch.manual_seed(seed)
+        transformer = CosmosTransformer3DModel(
+            in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1,
+            mlp_ratio=2.0, text_embed_dim=d_text, adaln_lora_dim=4, max_size=(8, 16, 16), patch_size=(1, 2, 2),
+            rope_scale=(1.0, 1.0, 1.0), concat_padding_mask=False, extra_pos_embed_type=None,
+        )
+        torch.manual_seed(seed)
+        vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True])
+        torch.manual_seed(seed)
+        text_encoder = tiny_t5_encoder(d_model=d_text, seed=seed)
+        tokenizer = tiny_tokenizer(model_max_length=512)
+        scheduler = FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True, shift=1.0)
+        return Cosmos2VideoToWorldPipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
+                                           vae=vae, scheduler=scheduler, safety_checker=NoOpSafetyChecker())

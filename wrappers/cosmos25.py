@@ -19,8 +19,6 @@ Checkpoint: a diffusers ``Cosmos2_5_PredictBasePipeline`` folder (model_index.js
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from diffusers import (
@@ -32,22 +30,17 @@ from diffusers import (
 
 from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel
 
+from .common.loading import load_pipeline, ready_to_run
+from .common.sizes import require_size_multiple
+from .common.tiny import TinyPipeline, tiny_generation
 from .cosmos import NoOpSafetyChecker
-from .diffusers_setup import (
-    load_pipeline_folder,
-    ready_to_run,
-    require_pipeline_folder,
-    require_size_multiple,
-    save_tiny_pipeline,
-)
 from .hunyuan import running_tensor_by_saved_name
 
 WM = "cosmos25"
 
 # Generation settings of the tiny checkpoint (carried in its card): 9 frames = 3 latent frames, 9 decoded,
 # mapped to 4. Well under a second per call on one CPU thread.
-TINY_GENERATION = dict(height=32, width=32, out_height=32, out_width=32, num_frames=9,
-                       num_output_frames=4, steps=2, guidance_scale=7.0)
+TINY_GENERATION = tiny_generation(guidance_scale=7.0)
 
 # A minimal chat template for the tiny tokenizer: role, then the text parts of each message. The pipeline
 # renders a system and a user message through ``apply_chat_template`` and pads to max_sequence_length.
@@ -56,17 +49,20 @@ TINY_CHAT_TEMPLATE = (
     "{% for part in message['content'] %}{{ part['text'] }} {% endfor %}{% endfor %}"
 )
 
-# The tiny VAE's output-conv gain (see _tiny_pipeline): makes the seed visible in the pixels.
+# The tiny VAE's output-conv gain (see tiny_pipeline): makes the seed visible in the pixels.
 VAE_OUT_GAIN = 2.0
 # Released Cosmos-Predict2.5's scheduler (diffusers' conversion script): UniPC over flow-matching sigmas.
 SCHEDULER_CONFIG = dict(use_karras_sigmas=True, use_flow_sigmas=True, prediction_type="flow_prediction",
                         sigma_max=200.0, sigma_min=0.01)
 
 
-class Cosmos25Predict(WorldModel):
+class Cosmos25Predict(TinyPipeline, WorldModel):
     """Cosmos-Predict2.5 Image2World through diffusers' Cosmos2_5_PredictBasePipeline."""
 
     version = "1"
+    TINY_TYPES = (WM,)
+    TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = "Tiny random Cosmos-Predict2.5 pipeline for pytest-wiw (seed {seed}); its outputs mean nothing."
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
@@ -74,9 +70,8 @@ class Cosmos25Predict(WorldModel):
         require_size_multiple(WM, g, 16)
         if g.num_frames < 1:
             raise SpecError(f"cosmos25 needs num_frames >= 1, got {g.num_frames}")
-        require_pipeline_folder(ckpt, WM, Cosmos2_5_PredictBasePipeline)
-        pipe = load_pipeline_folder(Cosmos2_5_PredictBasePipeline, ckpt, WM, dtype=dtype,
-                                    safety_checker=NoOpSafetyChecker(), local_files_only=True)
+        pipe = load_pipeline(Cosmos2_5_PredictBasePipeline, ckpt, WM, dtype=dtype, check_index=True,
+                             safety_checker=NoOpSafetyChecker())
         _check_no_torchvision_needed(pipe, ckpt.path)
         self.pipe = ready_to_run(pipe, device)
         self._saved_names: dict[str, dict] = {}
@@ -113,14 +108,51 @@ class Cosmos25Predict(WorldModel):
         clip = self.pipe.video_processor.preprocess_video(frame[None, None], g.height, g.width)
         return clip.to(self.device, self.pipe.vae.dtype)
 
-    # -- tiny checkpoint -------------------------------------------------------------------
-    @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        if wm_type != WM:
-            raise ValueError(f"{cls.__name__}.make_tiny serves cosmos25, not {wm_type!r}")
-        return save_tiny_pipeline(out_dir, _tiny_pipeline, seed, generation=TINY_GENERATION,
-                                  description=f"Tiny random Cosmos-Predict2.5 pipeline for pytest-wiw (seed {seed}); "
-                                              "its outputs mean nothing.")
+    # -- tiny checkpoint (make_tiny: TinyPipeline's) ----------------------------------------
+    @staticmethod
+    def tiny_pipeline(seed: int) -> Cosmos2_5_PredictBasePipeline:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        from .common.tiny_text import tiny_tokenizer
+
+        tokenizer = tiny_tokenizer(model_max_length=512, chat_template=TINY_CHAT_TEMPLATE)
+        vocab = len(tokenizer)
+        d_text, n_text_layers = 16, 2
+        # Qwen2.5-VL: a 2-layer text model on the tiny vocabulary (mrope sections sum to head_dim / 2) and a
+        # 1-block vision tower the pipeline never calls. Its image/video ids sit past the tokenizer's ids.
+        torch.manual_seed(seed)
+        text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+            text_config=dict(vocab_size=vocab + 3, hidden_size=d_text, intermediate_size=32,
+                             num_hidden_layers=n_text_layers, num_attention_heads=2, num_key_value_heads=2,
+                             max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+                             bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                              "mrope_section": [1, 1, 2]}),
+            vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=d_text,
+                               fullatt_block_indexes=[0]),
+            image_token_id=vocab, video_token_id=vocab + 1, vision_start_token_id=vocab + 2,
+        )).eval()
+        torch.manual_seed(seed)
+        # The pipeline hands the transformer every layer's hidden state concatenated (n_layers * d_text); the
+        # transformer projects it to its cross-attention width, as the released one does (100352 -> 1024).
+        transformer = CosmosTransformer3DModel(
+            in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1,
+            mlp_ratio=2.0, text_embed_dim=16, adaln_lora_dim=4, max_size=(8, 16, 16), patch_size=(1, 2, 2),
+            rope_scale=(1.0, 1.0, 1.0), concat_padding_mask=False, extra_pos_embed_type=None,
+            use_crossattn_projection=True, crossattn_proj_in_channels=n_text_layers * d_text,
+            encoder_hidden_states_channels=16,
+        )
+        # A random Wan decoder barely passes its latents on: at base_dim 4 two seeds differed by ~1.4 uint8
+        # levels (the pixels are mostly its fixed bias pattern). base_dim 8 with the output conv's weights
+        # doubled gave 4.6 to 9.6 levels over checkpoint seeds 0-4 (14% of pixels saturated).
+        torch.manual_seed(seed)
+        vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True])
+        with torch.no_grad():
+            vae.decoder.conv_out.weight.mul_(VAE_OUT_GAIN)
+        scheduler = UniPCMultistepScheduler(**SCHEDULER_CONFIG)
+        return Cosmos2_5_PredictBasePipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
+                                             vae=vae, scheduler=scheduler, safety_checker=NoOpSafetyChecker())
 
 
 def _check_no_torchvision_needed(pipe: Cosmos2_5_PredictBasePipeline, path) -> None:
@@ -131,47 +163,3 @@ def _check_no_torchvision_needed(pipe: Cosmos2_5_PredictBasePipeline, path) -> N
         raise CheckpointError(
             f"{path}: the transformer has concat_padding_mask=True, whose forward pass resizes the padding mask "
             "with torchvision, and torchvision is not importable here (it is not installed beside the CPU torch)")
-
-
-def _tiny_pipeline(seed: int) -> Cosmos2_5_PredictBasePipeline:
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    from .tiny_text import tiny_tokenizer
-
-    tokenizer = tiny_tokenizer(model_max_length=512, chat_template=TINY_CHAT_TEMPLATE)
-    vocab = len(tokenizer)
-    d_text, n_text_layers = 16, 2
-    # Qwen2.5-VL: a 2-layer text model on the tiny vocabulary (mrope sections sum to head_dim / 2) and a
-    # 1-block vision tower the pipeline never calls. Its image/video ids sit past the tokenizer's ids.
-    torch.manual_seed(seed)
-    text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=vocab + 3, hidden_size=d_text, intermediate_size=32,
-                         num_hidden_layers=n_text_layers, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}),
-        vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=d_text,
-                           fullatt_block_indexes=[0]),
-        image_token_id=vocab, video_token_id=vocab + 1, vision_start_token_id=vocab + 2,
-    )).eval()
-    torch.manual_seed(seed)
-    # The pipeline hands the transformer every layer's hidden state concatenated (n_layers * d_text); the
-    # transformer projects it to its cross-attention width, as the released one does (100352 -> 1024).
-    transformer = CosmosTransformer3DModel(
-        in_channels=16 + 1, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=1,
-        mlp_ratio=2.0, text_embed_dim=16, adaln_lora_dim=4, max_size=(8, 16, 16), patch_size=(1, 2, 2),
-        rope_scale=(1.0, 1.0, 1.0), concat_padding_mask=False, extra_pos_embed_type=None,
-        use_crossattn_projection=True, crossattn_proj_in_channels=n_text_layers * d_text,
-        encoder_hidden_states_channels=16,
-    )
-    # A random Wan decoder barely passes its latents on: at base_dim 4 two seeds differed by ~1.4 uint8
-    # levels (the pixels are mostly its fixed bias pattern). base_dim 8 with the output conv's weights
-    # doubled gave 4.6 to 9.6 levels over checkpoint seeds 0-4 (14% of pixels saturated).
-    torch.manual_seed(seed)
-    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    with torch.no_grad():
-        vae.decoder.conv_out.weight.mul_(VAE_OUT_GAIN)
-    scheduler = UniPCMultistepScheduler(**SCHEDULER_CONFIG)
-    return Cosmos2_5_PredictBasePipeline(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer,
-                                         vae=vae, scheduler=scheduler, safety_checker=NoOpSafetyChecker())

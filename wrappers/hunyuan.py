@@ -20,8 +20,6 @@ Checkpoint: a diffusers ``HunyuanVideoImageToVideoPipeline`` folder (model_index
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from diffusers import (
@@ -34,13 +32,9 @@ from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video_image2video import
 
 from pytest_wiw.api import CheckpointError, GenerationRequest, SpecError, WorldModel, lookup_tensor, saved_state_dict
 
-from .diffusers_setup import (
-    load_pipeline_folder,
-    ready_to_run,
-    require_pipeline_folder,
-    require_size_multiple,
-    save_tiny_pipeline,
-)
+from .common.loading import load_pipeline, ready_to_run
+from .common.sizes import require_size_multiple
+from .common.tiny import TinyPipeline, tiny_generation
 
 WM = "hunyuan"
 # Frames the latent-concat variant drops from the front of the decoded video.
@@ -49,8 +43,7 @@ TEMPORAL_COMPRESSION = 4  # of every HunyuanVideo VAE (and the tiny one)
 
 # Generation settings of the tiny checkpoint (carried in its card): 9 frames -> 3 latent frames ->
 # 9 decoded -> 5 returned, mapped to 4. Well under a second per call on one CPU thread.
-TINY_GENERATION = dict(height=32, width=32, out_height=32, out_width=32, num_frames=9,
-                       num_output_frames=4, steps=2, guidance_scale=1.0)
+TINY_GENERATION = tiny_generation(guidance_scale=1.0)
 
 # The tiny tokenizer's Llama-3-shaped chat markers and the Llava image placeholder.
 HEADER_START, HEADER_END, TURN_END, IMAGE_TOKEN = "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<image>"
@@ -60,19 +53,20 @@ TINY_TEMPLATE = (f"{HEADER_START} system {HEADER_END} {IMAGE_TOKEN} describe the
                  f"{HEADER_START} user {HEADER_END} {{}} {TURN_END} {HEADER_START} assistant {HEADER_END}")
 
 
-class HunyuanImageToVideo(WorldModel):
+class HunyuanImageToVideo(TinyPipeline, WorldModel):
     """HunyuanVideo image-to-video through diffusers' HunyuanVideoImageToVideoPipeline."""
 
     version = "1"
+    TINY_TYPES = (WM,)
+    TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = "Tiny random HunyuanVideo-I2V pipeline for pytest-wiw (seed {seed}); its outputs mean nothing."
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         g = self.generation
         require_size_multiple(WM, g, 16)
         check_frame_count(g.num_frames, g.num_output_frames)
-        require_pipeline_folder(ckpt, WM, HunyuanVideoImageToVideoPipeline)
-        pipe = load_pipeline_folder(HunyuanVideoImageToVideoPipeline, ckpt, WM, dtype=dtype,
-                                    local_files_only=True)
+        pipe = load_pipeline(HunyuanVideoImageToVideoPipeline, ckpt, WM, dtype=dtype, check_index=True)
         if pipe.transformer.config.image_condition_type != "latent_concat":
             raise CheckpointError(f"{ckpt.path}: the transformer's image_condition_type is "
                                   f"{pipe.transformer.config.image_condition_type!r}; this wrapper serves the "
@@ -108,14 +102,67 @@ class HunyuanImageToVideo(WorldModel):
 
         return self.generate_item_by_item(request, g.height, g.width, one_item)
 
-    # -- tiny checkpoint -------------------------------------------------------------------
-    @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        if wm_type != WM:
-            raise ValueError(f"{cls.__name__}.make_tiny serves hunyuan, not {wm_type!r}")
-        return save_tiny_pipeline(out_dir, _tiny_pipeline, seed, generation=TINY_GENERATION,
-                                  description=f"Tiny random HunyuanVideo-I2V pipeline for pytest-wiw (seed {seed}); "
-                                              "its outputs mean nothing.")
+    # -- tiny checkpoint (make_tiny: TinyPipeline's) ----------------------------------------
+    @staticmethod
+    def tiny_pipeline(seed: int) -> HunyuanVideoImageToVideoPipeline:
+        from transformers import (
+            CLIPImageProcessor,
+            CLIPTextConfig,
+            CLIPTextModel,
+            CLIPVisionConfig,
+            LlamaConfig,
+            LlavaConfig,
+            LlavaForConditionalGeneration,
+        )
+
+        tokenizer = _tiny_tokenizer()
+        vocab = len(tokenizer)
+        pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
+        image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
+        d_text, d_pooled = 16, 8
+
+        torch.manual_seed(seed)
+        transformer = HunyuanVideoTransformer3DModel(
+            in_channels=2 * 4 + 1, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
+            num_single_layers=1, num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1,
+            guidance_embeds=False, text_embed_dim=d_text, pooled_projection_dim=d_pooled, rope_axes_dim=(2, 2, 4),
+            image_condition_type="latent_concat",
+        )
+        torch.manual_seed(seed)
+        vae = AutoencoderKLHunyuanVideo(
+            in_channels=3, out_channels=3, latent_channels=4,
+            down_block_types=("HunyuanVideoDownBlock3D",) * 4, up_block_types=("HunyuanVideoUpBlock3D",) * 4,
+            block_out_channels=(8, 8, 8, 8), layers_per_block=1, act_fn="silu", norm_num_groups=4,
+            scaling_factor=0.476986, spatial_compression_ratio=8, temporal_compression_ratio=TEMPORAL_COMPRESSION,
+            mid_block_add_attention=True,
+        )
+        # Llava: a 224-pixel CLIP tower (patch 32: 49 image features) feeding a 3-layer Llama. The pipeline
+        # reads hidden_states[-3], so three layers make the first one count.
+        torch.manual_seed(seed)
+        text_encoder = LlavaForConditionalGeneration(LlavaConfig(
+            vision_config=CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2,
+                                           num_hidden_layers=2, image_size=224, patch_size=32, projection_dim=8),
+            text_config=LlamaConfig(vocab_size=vocab, hidden_size=d_text, intermediate_size=32, num_hidden_layers=3,
+                                    num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                                    pad_token_id=pad_id, bos_token_id=pad_id, eos_token_id=eos_id),
+            image_token_index=image_id, image_seq_length=49, pad_token_id=pad_id,
+        )).eval()
+        torch.manual_seed(seed)
+        text_encoder_2 = CLIPTextModel(CLIPTextConfig(
+            vocab_size=vocab, hidden_size=d_pooled, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
+            max_position_embeddings=77, pad_token_id=pad_id, bos_token_id=pad_id, eos_token_id=eos_id,
+            projection_dim=d_pooled,
+        )).eval()
+        # Without torchvision transformers falls back to (and saves) CLIPImageProcessorPil; it loads back the same way.
+        image_processor = CLIPImageProcessor(
+            crop_size=224, size=224, do_center_crop=True, do_normalize=True, do_resize=True, resample=3,
+            image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        )
+        scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
+        return HunyuanVideoImageToVideoPipeline(
+            text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae, scheduler=scheduler,
+            text_encoder_2=text_encoder_2, tokenizer_2=_tiny_tokenizer(), image_processor=image_processor,
+        )
 
 
 # -- fingerprints -------------------------------------------------------------------------------
@@ -214,69 +261,8 @@ def prompt_template_for(pipe: HunyuanVideoImageToVideoPipeline) -> dict:
 
 # -- tiny pipeline ------------------------------------------------------------------------------
 def _tiny_tokenizer():
-    from .tiny_text import tiny_tokenizer
+    from .common.tiny_text import tiny_tokenizer
 
     tok = tiny_tokenizer(model_max_length=512)
     tok.add_special_tokens({"additional_special_tokens": [HEADER_START, HEADER_END, TURN_END, IMAGE_TOKEN]})
     return tok
-
-
-def _tiny_pipeline(seed: int) -> HunyuanVideoImageToVideoPipeline:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPTextConfig,
-        CLIPTextModel,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-    )
-
-    tokenizer = _tiny_tokenizer()
-    vocab = len(tokenizer)
-    pad_id, eos_id = tokenizer.pad_token_id, tokenizer.eos_token_id
-    image_id = tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)
-    d_text, d_pooled = 16, 8
-
-    torch.manual_seed(seed)
-    transformer = HunyuanVideoTransformer3DModel(
-        in_channels=2 * 4 + 1, out_channels=4, num_attention_heads=2, attention_head_dim=8, num_layers=1,
-        num_single_layers=1, num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1,
-        guidance_embeds=False, text_embed_dim=d_text, pooled_projection_dim=d_pooled, rope_axes_dim=(2, 2, 4),
-        image_condition_type="latent_concat",
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLHunyuanVideo(
-        in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=("HunyuanVideoDownBlock3D",) * 4, up_block_types=("HunyuanVideoUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8), layers_per_block=1, act_fn="silu", norm_num_groups=4,
-        scaling_factor=0.476986, spatial_compression_ratio=8, temporal_compression_ratio=TEMPORAL_COMPRESSION,
-        mid_block_add_attention=True,
-    )
-    # Llava: a 224-pixel CLIP tower (patch 32: 49 image features) feeding a 3-layer Llama. The pipeline
-    # reads hidden_states[-3], so three layers make the first one count.
-    torch.manual_seed(seed)
-    text_encoder = LlavaForConditionalGeneration(LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=8, intermediate_size=16, num_attention_heads=2,
-                                       num_hidden_layers=2, image_size=224, patch_size=32, projection_dim=8),
-        text_config=LlamaConfig(vocab_size=vocab, hidden_size=d_text, intermediate_size=32, num_hidden_layers=3,
-                                num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                                pad_token_id=pad_id, bos_token_id=pad_id, eos_token_id=eos_id),
-        image_token_index=image_id, image_seq_length=49, pad_token_id=pad_id,
-    )).eval()
-    torch.manual_seed(seed)
-    text_encoder_2 = CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab, hidden_size=d_pooled, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
-        max_position_embeddings=77, pad_token_id=pad_id, bos_token_id=pad_id, eos_token_id=eos_id,
-        projection_dim=d_pooled,
-    )).eval()
-    # Without torchvision transformers falls back to (and saves) CLIPImageProcessorPil; it loads back the same way.
-    image_processor = CLIPImageProcessor(
-        crop_size=224, size=224, do_center_crop=True, do_normalize=True, do_resize=True, resample=3,
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
-    )
-    scheduler = FlowMatchEulerDiscreteScheduler(shift=7.0)
-    return HunyuanVideoImageToVideoPipeline(
-        text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae, scheduler=scheduler,
-        text_encoder_2=text_encoder_2, tokenizer_2=_tiny_tokenizer(), image_processor=image_processor,
-    )

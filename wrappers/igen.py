@@ -51,21 +51,21 @@ from diffusers import StableVideoDiffusionPipeline, UNetSpatioTemporalConditionM
 from diffusers.models.embeddings import TimestepEmbedding
 from diffusers.models.unets.unet_spatio_temporal_condition import UNetSpatioTemporalConditionOutput
 from diffusers.utils.torch_utils import maybe_adjust_dtype_for_device
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from pytest_wiw.api import CheckpointError, GenerationRequest, RequestError, SpecError, read_card
 
 from . import svd
-from .component_swap import (
+from .common.component_swap import (
     ComponentSwapModel,
     FineTunedComponent,
     check_fits_base,
     pair_pipelines,
     require_base_pipeline,
 )
-from .diffusers_setup import write_tiny_card
-from .offload import offload_mode
+from .common.loading import LOAD_ERRORS, load_pretrained, read_safetensors, safetensors_shapes
+from .common.offload import offload_mode
+from .common.tiny import save_tiny
 
 # -- WIW's numbers ---------------------------------------------------------------------------------
 #: Action vector widths WIW's igen checkpoints take, per task (``--action_input_channel``).
@@ -361,7 +361,7 @@ def quaternion_matrices(quats: np.ndarray) -> np.ndarray:
 # -- the checkpoint --------------------------------------------------------------------------------
 def unet_weight_files(folder: Path) -> list[Path]:
     """The UNet folder's weights in WIW's order: the full-precision file, else the fp16 variant (sharded
-    index files followed too). Implemented here; diffusers_setup's variant detection may fold it later."""
+    index files followed too). Implemented here; wrappers.common.loading's variant handling may fold it later."""
     for name in WEIGHT_NAMES:
         single, index = folder / name, folder / (name + ".index.json")
         if single.is_file():
@@ -399,12 +399,10 @@ def choose_unet_folder(ckpt, option: str | None) -> tuple[Path, str]:
 def read_action_channels(folder: Path, files: Sequence[Path]) -> int:
     """``action_input_channel`` from the shape of add_action_proj.proj.weight; a CheckpointError naming the
     action modules the weights lack (a plain SVD UNet lacks all three)."""
-    names, shape = set(), None
+    shapes = {}
     for f in files:
-        with safe_open(str(f), framework="pt") as fh:
-            names.update(fh.keys())
-            if ACTION_PROJ_KEY in fh.keys():
-                shape = fh.get_slice(ACTION_PROJ_KEY).get_shape()
+        shapes.update(safetensors_shapes(f))
+    names, shape = set(shapes), shapes.get(ACTION_PROJ_KEY)
     missing = [m for m in ACTION_MODULES if not any(n.startswith(m + ".") for n in names)]
     if missing:
         raise CheckpointError(f"{folder}: not an SVD-dagger UNet: the weights lack {', '.join(missing)} "
@@ -439,7 +437,7 @@ def load_svdagger_unet(folder: Path, files: Sequence[Path], channels: int, dtype
     """The SVD-dagger UNet of ``folder`` (its config.json plus ``files``) with ``channels``-wide actions."""
     try:
         config = SVDaggerUNet.load_config(str(folder))
-    except (OSError, ValueError) as exc:
+    except LOAD_ERRORS as exc:
         raise CheckpointError(f"{folder / 'config.json'}: cannot read the UNet config: {exc}") from exc
     with torch.device("meta"):
         try:
@@ -448,7 +446,7 @@ def load_svdagger_unet(folder: Path, files: Sequence[Path], channels: int, dtype
             raise CheckpointError(f"{folder / 'config.json'}: not an SVD UNet config: {exc}") from exc
     state = {}
     for f in files:
-        state.update(load_file(str(f)))
+        state.update(read_safetensors(f)[0])
     expected = unet.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -487,6 +485,7 @@ class ActionConditionedSVD(ComponentSwapModel):
     """
 
     version = "2"
+    COMPONENTS = ("unet", "vae", "image_encoder")
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
@@ -506,7 +505,7 @@ class ActionConditionedSVD(ComponentSwapModel):
         base_pipe = svd.load_pipeline(base_ckpt, dtype, device)
         self._check_frames(base_pipe.vae_scale_factor)
         unet = load_svdagger_unet(folder, files, channels, dtype)
-        check_fits_base(SVDAGGER_UNET, unet, base_pipe, folder=folder, base_path=base_ckpt.path)
+        check_fits_base(SVDAGGER_UNET, unet.config, base_pipe, folder=folder, base_path=base_ckpt.path)
         ft_pipe = SVDaggerPipeline(**{**base_pipe.components, "unet": unet})
         self._swap = pair_pipelines(base_pipe, ft_pipe, "unet", device=device, offload=offload_mode(self.options),
                                     key_prefix=prefix)
@@ -599,11 +598,6 @@ class ActionConditionedSVD(ComponentSwapModel):
         with pipe.unet.bind_actions(actions), pipe.bind_turns(turns):
             yield
 
-    # -- weights -----------------------------------------------------------------------------------
-    def components(self) -> dict[str, object]:
-        pipe = self.pipe
-        return {"unet": pipe.unet, "vae": pipe.vae, "image_encoder": pipe.image_encoder}
-
     # -- tiny checkpoint ---------------------------------------------------------------------------
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0,
@@ -615,28 +609,31 @@ class ActionConditionedSVD(ComponentSwapModel):
         """
         if base is None:
             raise CheckpointError(f"make_tiny({wm_type!r}) needs base=<path of the tiny svd pipeline>")
-        ckpt = Path(out_dir) / f"checkpoint-{TINY_STEP}"
-        (ckpt / "unet").mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):
+
+        def build(seed: int):
             base_unet, state = tiny_svdagger_state(Path(base), seed, channels)
-        state = {k: v for k, v in state.items() if not k.startswith(tuple(m + "." for m in drop))}
-        base_unet.save_config(str(ckpt / "unet"))  # the plain SVD UNet config: no action kwargs, as WIW's
-        save_file({k: v.to(torch.float16).contiguous() for k, v in state.items()},
-                  str(ckpt / "unet" / WEIGHT_NAMES[1]), metadata={"format": "pt"})
-        for name in TINY_TRAINING_STATE:  # never opened: junk bytes say so if anything ever does
-            (ckpt / name).write_bytes(b"not a pickle: a stand-in for accelerate's training state\n")
-        write_tiny_card(ckpt, base=base, generation=svd.TINY_GENERATION,
-                        description=f"Tiny 'fine-tuned' SVD-dagger UNet for pytest-wiw ({wm_type}, seed {seed}, "
-                                    f"{channels}-wide actions): the base UNet with seeded noise and random action "
-                                    "modules, in WIW's accelerate checkpoint layout; its outputs mean nothing.")
-        return ckpt
+            return base_unet, {k: v for k, v in state.items() if not k.startswith(tuple(m + "." for m in drop))}
+
+        def save(built, ckpt: Path) -> None:
+            base_unet, state = built
+            (ckpt / "unet").mkdir(exist_ok=True)
+            base_unet.save_config(str(ckpt / "unet"))  # the plain SVD UNet config: no action kwargs, as WIW's
+            save_file({k: v.to(torch.float16).contiguous() for k, v in state.items()},
+                      str(ckpt / "unet" / WEIGHT_NAMES[1]), metadata={"format": "pt"})
+            for name in TINY_TRAINING_STATE:  # never opened: junk bytes say so if anything ever does
+                (ckpt / name).write_bytes(b"not a pickle: a stand-in for accelerate's training state\n")
+
+        return save_tiny(Path(out_dir) / f"checkpoint-{TINY_STEP}", build, seed, base=base, save=save,
+                         generation=svd.TINY_GENERATION,
+                         description=f"Tiny 'fine-tuned' SVD-dagger UNet for pytest-wiw ({wm_type}, seed {seed}, "
+                                     f"{channels}-wide actions): the base UNet with seeded noise and random action "
+                                     "modules, in WIW's accelerate checkpoint layout; its outputs mean nothing.")
 
 
 def tiny_svdagger_state(base: Path, seed: int, channels: int) -> tuple[UNetSpatioTemporalConditionModel, dict]:
     """The base pipeline's UNet and an SVD-dagger state dict over it: base weights plus seeded noise,
     seeded random action modules. Seeds torch's global RNG (module construction draws from it)."""
-    base_unet = UNetSpatioTemporalConditionModel.from_pretrained(
-        str(base), subfolder="unet", use_safetensors=True, local_files_only=True)
+    base_unet = load_pretrained(UNetSpatioTemporalConditionModel, base, subfolder="unet", what="the tiny base's unet")
     config = {k: v for k, v in base_unet.config.items() if not k.startswith("_")}
     torch.manual_seed(seed)
     unet = SVDaggerUNet(**config, action_input_channel=channels)

@@ -8,8 +8,6 @@ Checkpoint: a diffusers ``StableVideoDiffusionPipeline`` folder (model_index.jso
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from diffusers import (
@@ -20,9 +18,11 @@ from diffusers import (
 )
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from pytest_wiw.api import Checkpoint, CheckpointError, GenerationDefaults, GenerationRequest, SpecError, WorldModel
+from pytest_wiw.api import Checkpoint, GenerationDefaults, GenerationRequest, SpecError, WorldModel
 
-from .diffusers_setup import load_pipeline_folder, ready_to_run, require_size_multiple, save_tiny_pipeline
+from .common import loading
+from .common.sizes import require_size_multiple
+from .common.tiny import TinyPipeline, tiny_generation
 
 # SVD's micro-conditioning, as in diffusers' defaults (and the released checkpoints' examples).
 DEFAULT_FPS = 7
@@ -56,22 +56,21 @@ SVD_SCHEDULER_CONFIG = dict(
 # A generation the tiny checkpoint declares on its card: well under a second on a CPU. 14 frames, as
 # WIW's igen (SVD-dagger) needs (one frame per id of its 14-id action rows) and igen's zero-shot is this
 # svd at the same settings (honest baseline).
-TINY_GENERATION = dict(height=32, width=32, out_height=32, out_width=32, num_frames=14,
-                       num_output_frames=4, steps=2, guidance_scale=1.0)
+TINY_GENERATION = tiny_generation(guidance_scale=1.0, num_frames=14)
 
 
-class StableVideoDiffusion(WorldModel):
+class StableVideoDiffusion(TinyPipeline, WorldModel):
     """SVD image-to-video through diffusers' StableVideoDiffusionPipeline."""
 
     version = "2"
+    TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = "Tiny random Stable Video Diffusion pipeline for pytest-wiw ({wm_type}, seed {seed}); its " \
+                       "outputs mean nothing."
 
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         self.settings = parse_options(self.options)
         check_generation("svd", self.generation)
-        if ckpt.format != "diffusers":
-            raise CheckpointError(f"{ckpt.path}: svd needs a diffusers StableVideoDiffusionPipeline folder "
-                                  f"(model_index.json), got a {ckpt.format} checkpoint")
         self.pipe = load_pipeline(ckpt, dtype, device)
         self.notes.append("image-only conditioning: the actions and prompts do not reach SVD")
 
@@ -93,12 +92,35 @@ class StableVideoDiffusion(WorldModel):
                       for image, generator in zip(images, generators)]
         return self.finish_video(np.concatenate(videos, axis=0))
 
-    # -- tiny checkpoint -------------------------------------------------------------------
-    @classmethod
-    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
-        return save_tiny_pipeline(out_dir, _tiny_pipeline, seed, generation=TINY_GENERATION,
-                                  description=f"Tiny random Stable Video Diffusion pipeline for pytest-wiw "
-                                              f"({wm_type}, seed {seed}); its outputs mean nothing.")
+    # -- tiny checkpoint (make_tiny: TinyPipeline's) ----------------------------------------
+    @staticmethod
+    def tiny_pipeline(seed: int) -> StableVideoDiffusionPipeline:
+        torch.manual_seed(seed)
+        unet = UNetSpatioTemporalConditionModel(
+            sample_size=16, in_channels=8, out_channels=4,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+            up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+            block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+            num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
+            num_frames=TINY_GENERATION["num_frames"],
+        )
+        torch.manual_seed(seed)
+        vae = AutoencoderKLTemporalDecoder(
+            in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            block_out_channels=(32, 64), layers_per_block=1, latent_channels=4, sample_size=32,
+        )
+        torch.manual_seed(seed)
+        # SVD resizes the conditioning image to 224x224 for CLIP, so the tiny encoder takes 224 (patch 32).
+        image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+            hidden_size=32, projection_dim=32, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=37, image_size=224, patch_size=32,
+        ))
+        # Without torchvision, transformers falls back to (and saves) CLIPImageProcessorPil; a real
+        # SVD folder naming CLIPImageProcessor loads through the same fallback.
+        feature_extractor = CLIPImageProcessor(crop_size=224, size=224)
+        scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
+        return StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
+                                            feature_extractor=feature_extractor)
 
 
 # -- what igen's action-conditioned SVD shares ----------------------------------------------------
@@ -111,10 +133,8 @@ def check_generation(wm_name: str, generation: GenerationDefaults) -> None:
 
 def load_pipeline(ckpt: Checkpoint, dtype: torch.dtype, device: str) -> StableVideoDiffusionPipeline:
     """The checkpoint's StableVideoDiffusionPipeline folder, on ``device``; a CheckpointError if it is none."""
-    # diffusers 0.42 deprecates from_pretrained's ``torch_dtype`` in favour of ``dtype``.
-    pipe = load_pipeline_folder(StableVideoDiffusionPipeline, ckpt, "svd", dtype=dtype,
-                                errors=(OSError, ValueError, KeyError, RuntimeError))
-    return ready_to_run(pipe, device)
+    pipe = loading.load_pipeline(StableVideoDiffusionPipeline, ckpt, "svd", dtype=dtype, check_index=True)
+    return loading.ready_to_run(pipe, device)
 
 
 def generate_one(pipe, image, generator: torch.Generator, generation: GenerationDefaults,
@@ -138,35 +158,6 @@ def generate_one(pipe, image, generator: torch.Generator, generation: Generation
         generator=[generator],
         output_type="np",
     ).frames
-
-
-def _tiny_pipeline(seed: int) -> StableVideoDiffusionPipeline:
-    torch.manual_seed(seed)
-    unet = UNetSpatioTemporalConditionModel(
-        sample_size=16, in_channels=8, out_channels=4,
-        down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
-        up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
-        block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
-        num_attention_heads=(2, 4), addition_time_embed_dim=8, projection_class_embeddings_input_dim=24,
-        num_frames=TINY_GENERATION["num_frames"],
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKLTemporalDecoder(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        block_out_channels=(32, 64), layers_per_block=1, latent_channels=4, sample_size=32,
-    )
-    torch.manual_seed(seed)
-    # SVD resizes the conditioning image to 224x224 for CLIP, so the tiny encoder takes 224 (patch 32).
-    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
-        hidden_size=32, projection_dim=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=37, image_size=224, patch_size=32,
-    ))
-    # Without torchvision, transformers falls back to (and saves) CLIPImageProcessorPil; a real
-    # SVD folder naming CLIPImageProcessor loads through the same fallback.
-    feature_extractor = CLIPImageProcessor(crop_size=224, size=224)
-    scheduler = EulerDiscreteScheduler(**SVD_SCHEDULER_CONFIG)
-    return StableVideoDiffusionPipeline(vae=vae, image_encoder=image_encoder, unet=unet, scheduler=scheduler,
-                                        feature_extractor=feature_extractor)
 
 
 def parse_options(options: dict[str, str]) -> dict:

@@ -28,9 +28,12 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideo
 
 from pytest_wiw.api import Checkpoint, CheckpointError, GenerationRequest, WorldModel
 
-from .component_swap import ComponentSwap
-from .diffusers_setup import ready_to_run, variant_kwargs, write_tiny_card
-from .offload import offload_mode
+from .common.component_swap import ComponentSwap
+from .common.loading import load_pipeline, load_pretrained, ready_to_run
+from .common.offload import offload_mode
+from .common.sizes import pipeline_sizes
+from .common.tiny import TinyPipeline, save_tiny, tiny_generation
+from .common.tiny_text import tiny_t5_encoder, tiny_tokenizer
 from .wan_finetune import FullFineTune, load_diffusers_folders, load_native_state_dicts
 from .wan_lora import AdapterSwitch, LoadedLora, load_wan_lora, save_diffsynth_epochs
 
@@ -38,8 +41,7 @@ from .wan_lora import AdapterSwitch, LoadedLora, load_wan_lora, save_diffsynth_e
 ADAPTER_NAME = "wiw_ft"
 #: Generation settings the tiny checkpoints declare in their cards: a call takes ~0.1 s on CPU.
 #: Non-square on purpose, so a height/width swap shows; CFG on (> 1) so the negative-prompt path runs.
-TINY_GENERATION = {"height": 32, "width": 48, "out_height": 32, "out_width": 48, "num_frames": 5,
-                   "num_output_frames": 4, "steps": 2, "guidance_scale": 2.0}
+TINY_GENERATION = tiny_generation(guidance_scale=2.0, width=48, num_frames=5)
 #: The tiny LoRA's lora_B is scaled by this (DiffSynth merges at scale 1) so the FT output differs from
 #: the base by several uint8 levels.
 TINY_LORA_B_GAIN = 4.0
@@ -50,7 +52,7 @@ FINE_TUNE_KINDS = {"lora": "LoRA", "safetensors": "full fine-tune (a DiT state d
                    "component-folder": "full fine-tune (diffusers transformer folders)"}
 
 
-class WanImageToVideo(WorldModel):
+class WanImageToVideo(TinyPipeline, WorldModel):
     """Wan 2.1 I2V through diffusers; serves ``wan21`` and its post-train ``FTwan21``.
 
     The Wan 2.2 wrappers subclass it: they say which pipeline config to force, how to check the
@@ -68,11 +70,8 @@ class WanImageToVideo(WorldModel):
     def __init__(self, spec, ckpt, *, base_ckpt, device, dtype, options):
         super().__init__(spec, ckpt, base_ckpt=base_ckpt, device=device, dtype=dtype, options=options)
         pipe_ckpt = self._pipeline_checkpoint()
-        try:
-            pipe = WanImageToVideoPipeline.from_pretrained(str(pipe_ckpt.path), dtype=dtype, local_files_only=True,
-                                                           **variant_kwargs(pipe_ckpt), **self.PIPELINE_CONFIG)
-        except (OSError, ValueError, TypeError) as exc:
-            raise CheckpointError(f"{pipe_ckpt.path}: cannot load it as a {self._pipeline_kind()}: {exc}") from exc
+        pipe = load_pipeline(WanImageToVideoPipeline, pipe_ckpt, spec.base if spec.is_ft else spec.name, dtype=dtype,
+                             what=self.ARCH, **self.PIPELINE_CONFIG)
         self._check_architecture(pipe, pipe_ckpt.path)
         pipe = ready_to_run(pipe, device)
         self._swap = ComponentSwap(pipe)
@@ -90,10 +89,6 @@ class WanImageToVideo(WorldModel):
         return self._swap.pipe
 
     # -- loading -----------------------------------------------------------------------------------
-    def _pipeline_kind(self) -> str:
-        """The pipeline folder this wrapper loads, as messages name it."""
-        return f"{self.ARCH} WanImageToVideoPipeline"
-
     def _check_architecture(self, pipe, path: Path) -> None:
         """CheckpointError when ``pipe`` is not of this wrapper's architecture."""
         if getattr(pipe, "transformer_2", None) is not None:
@@ -112,13 +107,8 @@ class WanImageToVideo(WorldModel):
             if self.base_ckpt is None:
                 raise CheckpointError(f"{spec.name} needs its zero-shot {spec.base} pipeline: give "
                                       "--base-ckpt-path or a base_model in the checkpoint's card")
-            pipe_ckpt = self.base_ckpt
-        else:
-            pipe_ckpt = ckpt
-        if pipe_ckpt.format != "diffusers":
-            raise CheckpointError(f"{pipe_ckpt.path}: expected a diffusers {self._pipeline_kind()} folder "
-                                  f"(model_index.json), found a {pipe_ckpt.format!r} checkpoint")
-        return pipe_ckpt
+            return self.base_ckpt
+        return ckpt
 
     def _routes(self) -> list[tuple[str, Path]]:
         """(transformer component, file) pairs of the post-train's weight files."""
@@ -175,17 +165,11 @@ class WanImageToVideo(WorldModel):
         """Height, width and frame count the pipeline will really use (it rounds them), noted if changed."""
         g = self.generation
         patch = self.pipe.transformer.config.patch_size
-        mh = self.pipe.vae_scale_factor_spatial * patch[1]
-        mw = self.pipe.vae_scale_factor_spatial * patch[2]
-        h, w = max(g.height // mh * mh, mh), max(g.width // mw * mw, mw)
-        temporal = self.pipe.vae_scale_factor_temporal
+        spatial, temporal = self.pipe.vae_scale_factor_spatial, self.pipe.vae_scale_factor_temporal
         n = g.num_frames if (g.num_frames - 1) % temporal == 0 else g.num_frames // temporal * temporal + 1
-        n = max(n, 1)
-        if (h, w) != (g.height, g.width):
-            self._note(f"generation size {g.height}x{g.width} rounded to {h}x{w} (multiples of {mh}x{mw})")
-        if n != g.num_frames:
-            self._note(f"num_frames {g.num_frames} rounded to {n} (Wan generates {temporal}k+1 frames)")
-        return h, w, n
+        sizes = pipeline_sizes(g, multiple=(spatial * patch[1], spatial * patch[2]), num_frames=max(n, 1),
+                               temporal=temporal, model="Wan", notes=self.notes)
+        return sizes.height, sizes.width, sizes.num_frames
 
     def _note(self, text: str) -> None:
         if text not in self.notes:
@@ -215,7 +199,7 @@ class WanImageToVideo(WorldModel):
         return self._swap.zero_shot() if self.full is not None else self._adapter_off()
 
     def stats(self) -> dict:
-        """A full fine-tune's offload figures (wrappers.offload); a LoRA has nothing to swap."""
+        """A full fine-tune's offload figures (wrappers.common.offload); a LoRA has nothing to swap."""
         return self._swap.stats()
 
     def _adapter_off(self):
@@ -243,72 +227,71 @@ class WanImageToVideo(WorldModel):
     # -- tiny checkpoints ----------------------------------------------------------------------------
     #: Class-level so the Wan 2.2 wrappers give their own.
     TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = "Tiny random Wan 2.1 image-to-video pipeline for pytest-wiw self-tests."
     TINY_LORA_B_GAIN = TINY_LORA_B_GAIN
     TINY_LORA_FOLDER = TINY_LORA_FOLDER
+    #: The tiny FT's DiffSynth epoch folders, by the transformer (expert) each adapts (None: TINY_LORA_FOLDER's
+    #: for ``transformer``).
+    TINY_LORA_FOLDERS: dict[str, str] | None = None
+    #: Where the tiny FT's card goes (None: ``out_dir``, which WIW's runs hold their model folders in, and the
+    #: epoch folder, so either path loads with nothing else given).
+    TINY_FT_CARDS: tuple[str, ...] | None = None
+    TINY_FT_DESCRIPTION = ("Tiny random DiffSynth-Studio LoRA epochs over the tiny {arch} pipeline, for pytest-wiw "
+                           "self-tests.")
+
+    @staticmethod
+    def tiny_pipeline(seed: int) -> WanImageToVideoPipeline:
+        """The tiny zero-shot pipeline (TinyPipeline's make_tiny saves it; seeds torch's global RNG)."""
+        from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+        text_dim, image_dim, heads, head_dim = 16, 8, 2, 8
+        torch.manual_seed(seed)
+        # As Wan 2.1 I2V: in_channels 36 = 16 noise latents + 4 first-frame mask + 16 image-condition
+        # latents; image_dim plus added_kv_proj_dim (= inner dim) give the separate image cross-attention
+        # (add_k_proj/add_v_proj), which splits the image tokens off 512 text tokens.
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=36,
+            out_channels=16, text_dim=text_dim, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=image_dim,
+            added_kv_proj_dim=heads * head_dim)
+        torch.manual_seed(seed)
+        vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True])
+        torch.manual_seed(seed)
+        image_encoder = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=image_dim, projection_dim=image_dim, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=16, image_size=32, patch_size=4))
+        image_processor = CLIPImageProcessor(crop_size=32, size=32)
+        text_encoder = tiny_t5_encoder(d_model=text_dim, seed=seed)
+        # Wan 2.1's own scheduler setting: UniPC over flow sigmas.
+        scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                            num_train_timesteps=1000, flow_shift=3.0)
+        return WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
+                                       scheduler=scheduler, image_processor=image_processor,
+                                       image_encoder=image_encoder, transformer=transformer)
 
     @classmethod
     def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
         """The tiny zero-shot pipeline, or (given its ``base``) the tiny FT in WIW's layout, with its card."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with torch.random.fork_rng(devices=[]):  # seeds the builds without touching the caller's RNG
-            if base is not None:
-                return cls._write_tiny_ft(out_dir, Path(base), seed)
-            if wm_type.startswith("FT"):
-                raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
-            cls._write_tiny_pipeline(out_dir, seed)
-        return out_dir
-
-    @staticmethod
-    def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
-        """Write the tiny zero-shot pipeline and its card into ``out_dir`` (seeds torch's global RNG)."""
-        _make_tiny_pipeline(out_dir, seed)
+        if base is not None:
+            return cls._save_tiny_ft(Path(out_dir), Path(base), seed)
+        if wm_type.startswith("FT"):
+            raise ValueError(f"make_tiny({wm_type!r}) needs base=<path of the tiny zero-shot pipeline>")
+        return super().make_tiny(wm_type, out_dir, seed=seed)
 
     @classmethod
-    def _write_tiny_ft(cls, out_dir: Path, base: Path, seed: int) -> Path:
-        """DiffSynth-Studio's layout over the pipeline at ``base``: ``out_dir/<TINY_LORA_FOLDER>/epoch-0.safetensors``
-        and ``epoch-1`` (the one loaded by default). Returns ``out_dir``, which WIW's runs also hold their model
-        folders in; the card goes there and into the epoch folder, so either path loads with nothing else given."""
-        pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-        folder = out_dir / cls.TINY_LORA_FOLDER
-        save_diffsynth_epochs(pipe.transformer, folder, seed, b_gain=cls.TINY_LORA_B_GAIN)
-        for where in (out_dir, folder):
-            write_tiny_card(where, base=base, generation=cls.TINY_GENERATION,
-                            description=f"Tiny random DiffSynth-Studio LoRA epochs over the tiny {cls.ARCH} "
-                                        "pipeline, for pytest-wiw self-tests.")
-        return out_dir
+    def _save_tiny_ft(cls, out_dir: Path, base: Path, seed: int) -> Path:
+        """DiffSynth-Studio's layout over the pipeline at ``base``: ``out_dir/<folder>/epoch-0.safetensors`` and
+        ``epoch-1`` (the one loaded by default) for each folder of TINY_LORA_FOLDERS. One LoRA is drawn from
+        ``seed``, several (A14B's experts) from ``seed * 10 + i``. Returns ``out_dir``."""
+        folders = cls.TINY_LORA_FOLDERS or {"transformer": cls.TINY_LORA_FOLDER}
+        cards = cls.TINY_FT_CARDS or (".", cls.TINY_LORA_FOLDER)
+        seeds = [seed] if len(folders) == 1 else [seed * 10 + i for i in range(len(folders))]
 
+        def save(pipe, out: Path) -> None:
+            for (component, folder), lora_seed in zip(folders.items(), seeds):
+                save_diffsynth_epochs(getattr(pipe, component), out / folder, lora_seed, b_gain=cls.TINY_LORA_B_GAIN)
 
-def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
-
-    from .tiny_text import tiny_t5_encoder, tiny_tokenizer
-
-    text_dim, image_dim, heads, head_dim = 16, 8, 2, 8
-    torch.manual_seed(seed)
-    # As Wan 2.1 I2V: in_channels 36 = 16 noise latents + 4 first-frame mask + 16 image-condition
-    # latents; image_dim plus added_kv_proj_dim (= inner dim) give the separate image cross-attention
-    # (add_k_proj/add_v_proj), which splits the image tokens off 512 text tokens.
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=head_dim, in_channels=36,
-        out_channels=16, text_dim=text_dim, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=image_dim,
-        added_kv_proj_dim=heads * head_dim)
-    torch.manual_seed(seed)
-    vae = AutoencoderKLWan(base_dim=4, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    torch.manual_seed(seed)
-    image_encoder = CLIPVisionModel(CLIPVisionConfig(
-        hidden_size=image_dim, projection_dim=image_dim, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=16, image_size=32, patch_size=4))
-    image_processor = CLIPImageProcessor(crop_size=32, size=32)
-    text_encoder = tiny_t5_encoder(d_model=text_dim, seed=seed)
-    # Wan 2.1's own scheduler setting: UniPC over flow sigmas.
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        num_train_timesteps=1000, flow_shift=3.0)
-    pipe = WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
-                                   scheduler=scheduler, image_processor=image_processor,
-                                   image_encoder=image_encoder, transformer=transformer)
-    pipe.save_pretrained(str(out_dir), safe_serialization=True)
-    write_tiny_card(out_dir, generation=TINY_GENERATION,
-                    description="Tiny random Wan 2.1 image-to-video pipeline for pytest-wiw self-tests.")
+        return save_tiny(out_dir, lambda _: load_pretrained(WanImageToVideoPipeline, base, what="the tiny base"),
+                         seed, base=base, save=save, cards_in=cards, generation=cls.TINY_GENERATION,
+                         description=cls.TINY_FT_DESCRIPTION.format(arch=cls.ARCH))

@@ -21,14 +21,14 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideo
 
 from pytest_wiw.api import CheckpointError
 
-from .diffusers_setup import write_tiny_card
+from .common.tiny import tiny_generation
+from .common.tiny_text import tiny_t5_encoder, tiny_tokenizer
 from .wan import WanImageToVideo
 
 #: Generation settings the tiny checkpoints declare in their cards: a call takes well under 0.1 s on CPU.
 #: Non-square (64x32, multiples of 32), 9 frames = 3 latent frames (the first is the start image's),
 #: CFG on (> 1) so the negative-prompt path runs.
-TINY_GENERATION = {"height": 32, "width": 64, "out_height": 32, "out_width": 64, "num_frames": 9,
-                   "num_output_frames": 4, "steps": 2, "guidance_scale": 2.0}
+TINY_GENERATION = tiny_generation(guidance_scale=2.0, width=64)
 #: The tiny LoRA's lora_B is scaled by this so the FT output differs from the base by several uint8 levels.
 TINY_LORA_B_GAIN = 2.0
 #: The tiny FT's DiffSynth epoch folder (``<model>_lora_<task>``).
@@ -42,6 +42,7 @@ class Wan22TI2V(WanImageToVideo):
     ARCH = "Wan 2.2 TI2V-5B"
     PIPELINE_CONFIG = {"expand_timesteps": True}
     TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = "Tiny random Wan 2.2 TI2V-5B-style image-to-video pipeline for pytest-wiw self-tests."
     TINY_LORA_B_GAIN = TINY_LORA_B_GAIN
     TINY_LORA_FOLDER = TINY_LORA_FOLDER
 
@@ -57,8 +58,21 @@ class Wan22TI2V(WanImageToVideo):
                                   "pipeline concatenates mask and image latents instead)")
 
     @staticmethod
-    def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
-        _make_tiny_pipeline(out_dir, seed)
+    def tiny_pipeline(seed: int) -> WanImageToVideoPipeline:
+        vae = tiny_wan22_vae(seed)
+        z = vae.config.z_dim
+        torch.manual_seed(seed)
+        # As TI2V-5B: in = out = z_dim latent channels, no image cross-attention (image_dim None).
+        transformer = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=z, out_channels=z,
+            text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+            rope_max_seq_len=32)
+        text_encoder = tiny_t5_encoder(d_model=16, seed=seed)
+        # Wan 2.2's scheduler setting: UniPC over flow sigmas, shift 5.
+        scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                            num_train_timesteps=1000, flow_shift=5.0)
+        return WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
+                                       scheduler=scheduler, transformer=transformer, expand_timesteps=True)
 
 
 def tiny_wan22_vae(seed: int) -> AutoencoderKLWan:
@@ -69,25 +83,3 @@ def tiny_wan22_vae(seed: int) -> AutoencoderKLWan:
                             temperal_downsample=[False, True, True], is_residual=True, in_channels=12,
                             out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
                             latents_mean=[0.0] * z, latents_std=[1.0] * z)
-
-
-def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
-    from .tiny_text import tiny_t5_encoder, tiny_tokenizer
-
-    vae = tiny_wan22_vae(seed)
-    z = vae.config.z_dim
-    torch.manual_seed(seed)
-    # As TI2V-5B: in = out = z_dim latent channels, no image cross-attention (image_dim None).
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=z, out_channels=z,
-        text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32)
-    text_encoder = tiny_t5_encoder(d_model=16, seed=seed)
-    # Wan 2.2's scheduler setting: UniPC over flow sigmas, shift 5.
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        num_train_timesteps=1000, flow_shift=5.0)
-    pipe = WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
-                                   scheduler=scheduler, transformer=transformer, expand_timesteps=True)
-    pipe.save_pretrained(str(out_dir), safe_serialization=True)
-    write_tiny_card(out_dir, generation=TINY_GENERATION,
-                    description="Tiny random Wan 2.2 TI2V-5B-style image-to-video pipeline for pytest-wiw self-tests.")

@@ -31,14 +31,13 @@ from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline, WanTrans
 
 from pytest_wiw.api import CheckpointError
 
-from .diffusers_setup import write_tiny_card
+from .common.tiny import tiny_generation
+from .common.tiny_text import tiny_t5_encoder, tiny_tokenizer
 from .wan import WanImageToVideo
-from .wan_lora import save_diffsynth_epochs
 
 #: Generation settings the tiny checkpoints declare in their cards. With 2 steps at shift 5 the
 #: timesteps are 999 and 833: one step per expert at boundary_ratio 0.9, so both experts run.
-TINY_GENERATION = {"height": 32, "width": 48, "out_height": 32, "out_width": 48, "num_frames": 5,
-                   "num_output_frames": 4, "steps": 2, "guidance_scale": 2.0}
+TINY_GENERATION = tiny_generation(guidance_scale=2.0, width=48, num_frames=5)
 #: Wan 2.2 A14B I2V's expert boundary (the real pipeline's model_index.json says 0.9 too).
 TINY_BOUNDARY_RATIO = 0.9
 #: The tiny FT's two DiffSynth epoch folders, by expert; the low-noise one carries ``_low_``, as WIW's do.
@@ -63,6 +62,14 @@ class Wan22A14B(WanImageToVideo):
     PIPELINE_CONFIG = {"expand_timesteps": False}
     EXPERTS = ("transformer", "transformer_2")
     TINY_GENERATION = TINY_GENERATION
+    TINY_DESCRIPTION = ("Tiny random Wan 2.2 A14B-style (two-expert) image-to-video pipeline for pytest-wiw "
+                        "self-tests.")
+    TINY_LORA_B_GAIN = TINY_LORA_B_GAIN
+    #: Two epoch folders, one per expert (seeds ``seed * 10 + i``); the card only in ``out_dir``, their parent.
+    TINY_LORA_FOLDERS = TINY_LORA_FOLDERS
+    TINY_FT_CARDS = (".",)
+    TINY_FT_DESCRIPTION = ("Tiny random DiffSynth-Studio LoRA epochs (high- and low-noise expert) over the tiny "
+                           "Wan 2.2 A14B I2V pipeline, for pytest-wiw self-tests.")
 
     def _check_architecture(self, pipe, path: Path) -> None:
         t, t2 = pipe.transformer, getattr(pipe, "transformer_2", None)
@@ -105,46 +112,25 @@ class Wan22A14B(WanImageToVideo):
 
     # -- tiny checkpoints (make_tiny: WanImageToVideo's) -------------------------------------------------
     @staticmethod
-    def _write_tiny_pipeline(out_dir: Path, seed: int) -> None:
-        _make_tiny_pipeline(out_dir, seed)
+    def tiny_pipeline(seed: int) -> WanImageToVideoPipeline:
+        from diffusers import AutoencoderKLWan
 
-    @classmethod
-    def _write_tiny_ft(cls, out_dir: Path, base: Path, seed: int) -> Path:
-        """DiffSynth-Studio's A14B layout: the two expert epoch folders under ``out_dir``, its card there."""
-        pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-        for i, (component, folder) in enumerate(TINY_LORA_FOLDERS.items()):
-            save_diffsynth_epochs(getattr(pipe, component), out_dir / folder, seed * 10 + i, b_gain=TINY_LORA_B_GAIN)
-        write_tiny_card(out_dir, base=base, generation=TINY_GENERATION,
-                        description="Tiny random DiffSynth-Studio LoRA epochs (high- and low-noise expert) over the "
-                                    "tiny Wan 2.2 A14B I2V pipeline, for pytest-wiw self-tests.")
-        return out_dir
-
-
-def _make_tiny_pipeline(out_dir: Path, seed: int) -> None:
-    from diffusers import AutoencoderKLWan
-
-    from .tiny_text import tiny_t5_encoder, tiny_tokenizer
-
-    experts = []
-    for i in range(2):
-        torch.manual_seed(seed * 1000 + i)
-        # As A14B I2V: 36 = 16 noise latents + 4 first-frame mask + 16 image-condition latents, no image
-        # cross-attention. Inner dim 24 (not the TI2V tiny's 16), so a LoRA of one does not fit the other.
-        experts.append(WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
-            text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", rope_max_seq_len=32))
-    torch.manual_seed(seed)
-    # The Wan 2.1 VAE A14B uses; base_dim 8 (not 4) makes the tiny output sensitive enough to noise and LoRA.
-    vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    text_encoder = tiny_t5_encoder(d_model=16, seed=seed)
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        num_train_timesteps=1000, flow_shift=5.0)
-    pipe = WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
-                                   scheduler=scheduler, transformer=experts[0], transformer_2=experts[1],
-                                   boundary_ratio=TINY_BOUNDARY_RATIO)
-    pipe.save_pretrained(str(out_dir), safe_serialization=True)
-    write_tiny_card(out_dir, generation=TINY_GENERATION,
-                    description="Tiny random Wan 2.2 A14B-style (two-expert) image-to-video pipeline for pytest-wiw "
-                                "self-tests.")
+        experts = []
+        for i in range(2):
+            torch.manual_seed(seed * 1000 + i)
+            # As A14B I2V: 36 = 16 noise latents + 4 first-frame mask + 16 image-condition latents, no image
+            # cross-attention. Inner dim 24 (not the TI2V tiny's 16), so a LoRA of one does not fit the other.
+            experts.append(WanTransformer3DModel(
+                patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36, out_channels=16,
+                text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+                qk_norm="rms_norm_across_heads", rope_max_seq_len=32))
+        torch.manual_seed(seed)
+        # The Wan 2.1 VAE A14B uses; base_dim 8 (not 4) makes the tiny output sensitive enough to noise and LoRA.
+        vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                               temperal_downsample=[False, True, True])
+        text_encoder = tiny_t5_encoder(d_model=16, seed=seed)
+        scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                            num_train_timesteps=1000, flow_shift=5.0)
+        return WanImageToVideoPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae,
+                                       scheduler=scheduler, transformer=experts[0], transformer_2=experts[1],
+                                       boundary_ratio=TINY_BOUNDARY_RATIO)

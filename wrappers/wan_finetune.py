@@ -1,4 +1,4 @@
-"""Full fine-tunes of Wan transformers, swapped in over the base pipeline (``wrappers.component_swap``).
+"""Full fine-tunes of Wan transformers, swapped in over the base pipeline (``wrappers.common.component_swap``).
 
 Two layouts WIW users have:
 
@@ -13,7 +13,7 @@ Two layouts WIW users have:
 Either way the fine-tuned transformers join a second pipeline that shares every other module with
 the base one; ``zero_shot()`` runs the base pipeline (no reload, bitwise base output). They load on the
 CPU; with ``--wm-offload pinned`` (the default) only one version of the transformers is on the device at a
-time (wrappers.offload).
+time (wrappers.common.offload).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import torch
 
 from pytest_wiw.api import CheckpointError, lookup_tensor
 
-from .component_swap import ComponentSwap, FineTunedComponent, check_fits_base, load_component, pair_pipelines
+from .common.component_swap import ComponentSwap, FineTunedComponent, check_fits_base, pair_pipelines
+from .common.loading import load_pretrained, model_config, read_safetensors
 from .wan_lora import listing, normalize_key
 from .wan_native import to_diffusers
 
@@ -70,12 +71,13 @@ def load_diffusers_folders(base_pipe, folders: dict[str, Path], *, what: str, ba
     """diffusers full fine-tunes: {component: its folder (config.json + weights)}."""
     modules = {}
     for component, folder in folders.items():
-        base_module = getattr(base_pipe, component)
-        module = load_component(type(base_module), folder, dtype, what=f"a {what} {component}")
-        # Only check_fits_base's fields: this module and the base pipeline are loaded already.
+        model_cls = type(getattr(base_pipe, component))
+        # Only check_fits_base's fields: the base pipeline is loaded already. The architecture first: weights
+        # of another one would load as missing tensors.
         spec = FineTunedComponent(name=component, label=f"fine-tuned {component}", arch_fields=ARCH_FIELDS,
-                                  load=None, load_base=None)
-        check_fits_base(spec, module, base_pipe, folder=folder, base_path=base_path)
+                                  load_base=None)
+        check_fits_base(spec, model_config(model_cls, folder), base_pipe, folder=folder, base_path=base_path)
+        module = load_pretrained(model_cls, folder, dtype=dtype, what=f"fine-tuned {what} {component}")
         modules[component] = module.eval()
     return FullFineTune(_swap_in(base_pipe, modules, device, offload), modules)
 
@@ -88,13 +90,7 @@ def _swap_in(base_pipe, modules: dict, device: str, offload: str) -> ComponentSw
 
 def _load_native(base_module, file: Path, *, what: str, dtype: torch.dtype):
     """A copy of ``base_module`` holding the state dict in ``file`` (original-Wan names), and key -> name."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(file))
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{file}: cannot read it as safetensors: {exc}") from exc
+    tensors, _ = read_safetensors(file)
     params = base_module.state_dict()
     names, bad = {}, {}
     for key, tensor in tensors.items():

@@ -33,6 +33,9 @@ import torch
 
 from pytest_wiw.api import CheckpointError, lookup_tensor
 
+from .common.loading import LOAD_ERRORS, load_pretrained, read_safetensors
+from .common.tiny import save_tiny
+
 #: DiffSynth-Studio's default Wan LoRA targets (q, k, v, o, ffn.0, ffn.2) under their diffusers names.
 LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
 #: Prefixes trainers put in front of the transformer's own module names (stripped, repeatedly).
@@ -81,14 +84,9 @@ class LoadedLora:
 def read_lora_file(file: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The tensors of a LoRA .safetensors and its diffusers adapter metadata (None when absent)."""
     from diffusers.loaders.lora_base import LORA_ADAPTER_METADATA_KEY
-    from safetensors import SafetensorError, safe_open
 
-    try:
-        with safe_open(str(file), framework="pt") as fh:
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-            raw = (fh.metadata() or {}).get(LORA_ADAPTER_METADATA_KEY)
-    except (OSError, SafetensorError) as exc:
-        raise CheckpointError(f"{file}: cannot read it as safetensors: {exc}") from exc
+    tensors, file_metadata = read_safetensors(file)
+    raw = file_metadata.get(LORA_ADAPTER_METADATA_KEY)
     try:
         metadata = json.loads(raw) if raw else None
     except json.JSONDecodeError as exc:
@@ -169,7 +167,7 @@ def load_wan_lora(pipe, component: str, file: Path, adapter: str, *, what: str) 
     try:
         transformer.load_lora_adapter(state_dict, prefix="transformer", adapter_name=adapter, metadata=metadata,
                                       network_alphas=network_alphas or None, _pipeline=pipe)
-    except (ValueError, KeyError, RuntimeError, TypeError) as exc:
+    except LOAD_ERRORS as exc:
         raise CheckpointError(f"{file}: diffusers could not load it as a LoRA of the {what}: {exc}") from exc
     missing = [k for k in tensors if loaded.running_tensor(transformer, k) is None]
     if missing:
@@ -353,13 +351,11 @@ def write_diffusers_lora_folder(base: Path, out_dir: Path, files: dict[str, str]
     ``base``. DiffSynth-Studio's layout is what make_tiny writes; this one keeps diffusers' loading tested."""
     from diffusers import WanImageToVideoPipeline
 
-    from .diffusers_setup import write_tiny_card
+    def save(pipe, out: Path) -> None:
+        for i, (component, name) in enumerate(files.items()):
+            save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out, name, seed * 1000 + i,
+                             b_gain=b_gain)
 
-    pipe = WanImageToVideoPipeline.from_pretrained(str(base), dtype=torch.float32, local_files_only=True)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    for i, (component, name) in enumerate(files.items()):
-        save_random_lora(WanImageToVideoPipeline, getattr(pipe, component), out_dir, name, seed * 1000 + i,
-                         b_gain=b_gain)
-    write_tiny_card(out_dir, base=base, generation=generation,
-                    description="Tiny random LoRA(s) in diffusers' naming, for pytest-wiw self-tests.")
-    return Path(out_dir)
+    return save_tiny(out_dir, lambda _: load_pretrained(WanImageToVideoPipeline, base, what="the tiny base"), seed,
+                     base=base, save=save, generation=generation,
+                     description="Tiny random LoRA(s) in diffusers' naming, for pytest-wiw self-tests.")

@@ -15,7 +15,7 @@ The wrapper loads its base pipeline and the component, checks that the component
 fields agree with the base pipeline's, and builds a second pipeline of the base's class that shares
 every other module with the base. ``zero_shot()`` runs the base pipeline instead: no reload, and the
 base output comes back bitwise. With ``--wm-offload pinned`` (the default) the component that does not
-run waits in host memory and is swapped in when it is needed (wrappers.offload).
+run waits in host memory and is swapped in when it is needed (wrappers.common.offload).
 
 Each wrapper describes its own pieces in a ``FineTunedComponent`` (which component, how it loads,
 which config fields must agree, how the base pipeline loads); the steps they share are here.
@@ -36,15 +36,20 @@ import torch
 
 from pytest_wiw.api import Checkpoint, CheckpointError, WorldModel, lookup_tensor
 
-from .diffusers_setup import write_tiny_card
-from .offload import PINNED, ModuleOffload
+from .loading import load_pretrained, model_config
+from .offload import PINNED, ModuleOffload, offload_mode
+from .tiny import TinyPipeline, save_pretrained_layout, save_tiny
 
-#: What ``from_pretrained`` raises for a folder it cannot load as the class asked for.
-LOAD_ERRORS = (OSError, ValueError, KeyError, TypeError)
 #: The file name diffusers' ``from_pretrained`` reads a component's weights from.
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 #: Tensor names a misfit message lists before it counts the rest.
 LIST_AT_MOST = 3
+#: ``save_tiny_fine_tune`` layouts: ``out_dir/<component>/`` with its config.json (diffusers' own save) ...
+COMPONENT_FOLDER = "component-folder"
+#: ... the same without config.json (the weights alone, as WIW's Cosmos converter writes them) ...
+CONFIG_LESS = "config-less"
+#: ... or a copy of the whole base pipeline whose ``<component>/`` is the fine-tune (WIW's FTltx).
+WHOLE_PIPELINE = "whole-pipeline"
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,11 @@ class FineTunedComponent:
     label: str
     #: Config fields that must agree between the fine-tuned module and the base pipeline's.
     arch_fields: tuple[str, ...]
-    #: ``load(folder, dtype)``: the fine-tuned module (on the CPU), or a CheckpointError.
-    load: Callable[[Path, torch.dtype], Any]
     #: ``load_base(base_ckpt, dtype, device)``: the base pipeline on ``device``, or a CheckpointError.
-    load_base: Callable[[Checkpoint, torch.dtype, str], Any]
+    load_base: Callable[[Checkpoint, torch.dtype, str], Any] | None
+    #: ``load(folder, dtype)``: the fine-tuned module (on the CPU), or a CheckpointError (None: ``model_cls``
+    #: loaded with wrappers.common.loading's ``load_pretrained``).
+    load: Callable[[Path, torch.dtype], Any] | None = None
     #: What the FT checkpoint must hold, in the message for a checkpoint of another format (default: label).
     expects: str = ""
     #: What the base checkpoint must be: ``a diffusers <base_folder> folder``.
@@ -73,6 +79,12 @@ class FineTunedComponent:
     #: A whole pipeline folder is taken as the FT checkpoint (its ``<name>/`` runs). Off: such a folder is
     #: refused, as for a type whose real checkpoints are never one.
     takes_pipeline: bool = False
+
+    def load_module(self, folder: Path, dtype: torch.dtype):
+        """The fine-tuned module of ``folder``, on the CPU; a CheckpointError when it does not load."""
+        if self.load is not None:
+            return self.load(folder, dtype)
+        return load_pretrained(self.model_cls, folder, dtype=dtype, what=self.label)
 
 
 class ComponentSwap:
@@ -138,13 +150,56 @@ class ComponentSwap:
         return lookup_tensor(self.ft_module, key)
 
 
-class ComponentSwapModel(WorldModel):
+class ComponentSwapModel(TinyPipeline, WorldModel):
     """A WorldModel whose FT type swaps a fine-tuned component into its base pipeline.
 
-    A subclass sets ``self._swap`` in ``__init__``: ``ComponentSwap(base_pipe)`` for its zero-shot type,
-    ``load_component_swap(...)`` for its FT type; it then runs ``self.pipe``. Setting it adds the swap's
+    A subclass describes that component in ``FT_COMPONENT`` and calls ``self._load_swap()`` in ``__init__``
+    (or sets ``self._swap`` itself: ``ComponentSwap(base_pipe)`` for its zero-shot type,
+    ``load_component_swap(...)`` for its FT type); it then runs ``self.pipe``. Setting it adds the swap's
     notes (how the checkpoint was read) to the wrapper's.
+
+    ``make_tiny`` writes the zero-shot type's tiny pipeline (``tiny_pipeline(seed)``, wrappers.common.tiny's
+    TinyPipeline) and the FT type's tiny fine-tune (``save_tiny_fine_tune`` over it) from the ``TINY_*``
+    attributes a subclass sets. ``components()`` are the pipeline's ``COMPONENTS``.
     """
+
+    #: The FT type's fine-tuned component; its ``load_base`` also loads the zero-shot type's pipeline.
+    FT_COMPONENT: FineTunedComponent | None = None
+    #: The pipeline's modules ``components()`` names, for the fingerprints and the weights audit.
+    COMPONENTS: tuple[str, ...] = ("transformer", "vae", "text_encoder")
+    #: make_tiny: the zero-shot and the FT wm_type this wrapper serves (TINY_GENERATION and TINY_DESCRIPTION
+    #: are TinyPipeline's, for both tiny checkpoints' cards); the card's description of the tiny fine-tune.
+    TINY_TYPES: tuple[str, str] = ("", "")
+    TINY_FT_DESCRIPTION = ""
+    #: make_tiny: the seeded noise added to each base weight of the tiny fine-tune, relative to its mean |w|,
+    #: and the layout it is saved in (``save_tiny_fine_tune``'s).
+    TINY_FT_NOISE = 1.5
+    TINY_FT_LAYOUT = COMPONENT_FOLDER
+
+    def _load_swap(self) -> None:
+        """FT type: ``FT_COMPONENT`` swapped into its base pipeline; zero-shot type: the checkpoint's pipeline."""
+        component = self.FT_COMPONENT
+        if self.spec.is_ft:
+            self._swap = load_component_swap(self.spec, self.ckpt, self.base_ckpt, component, dtype=self.dtype,
+                                             device=self.device, offload=offload_mode(self.options))
+        else:
+            self._swap = ComponentSwap(component.load_base(self.ckpt, self.dtype, self.device))
+
+    @classmethod
+    def make_tiny(cls, wm_type: str, out_dir: Path, *, base: Path | None = None, seed: int = 0) -> Path:
+        """The zero-shot type's tiny pipeline, or (given its ``base``) the FT type's tiny fine-tune, with its card."""
+        zero_shot, fine_tuned = cls.TINY_TYPES
+        if wm_type != fine_tuned:
+            return super().make_tiny(wm_type, out_dir, seed=seed)
+        if base is None:
+            raise CheckpointError(f"make_tiny({wm_type!r}) needs base=<path of the tiny {zero_shot} pipeline>")
+        component = cls.FT_COMPONENT
+        return save_tiny_fine_tune(component.model_cls, out_dir, Path(base), seed, noise_scale=cls.TINY_FT_NOISE,
+                                   generation=cls.TINY_GENERATION, layout=cls.TINY_FT_LAYOUT, component=component.name,
+                                   description=cls.TINY_FT_DESCRIPTION)
+
+    def components(self) -> dict[str, object]:
+        return {name: getattr(self.pipe, name) for name in self.COMPONENTS}
 
     @property
     def _swap(self) -> ComponentSwap:
@@ -165,7 +220,7 @@ class ComponentSwapModel(WorldModel):
         return self._swap.zero_shot()
 
     def stats(self) -> dict:
-        """The component swap's offload figures (wrappers.offload), for the worker's stats and the report."""
+        """The component swap's offload figures (wrappers.common.offload), for the worker's stats and the report."""
         return self._swap.stats()
 
     def running_tensor(self, key: str) -> torch.Tensor | None:
@@ -201,7 +256,7 @@ class ComponentSource:
 def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, component: FineTunedComponent,
                         *, dtype: torch.dtype, device: str, offload: str = PINNED) -> ComponentSwap:
     """Load the base pipeline and the fine-tuned component, check that they fit, and pair them (with the
-    ``offload`` mode of wrappers.offload)."""
+    ``offload`` mode of wrappers.common.offload)."""
     base_ckpt = require_base_pipeline(spec, ckpt, base_ckpt, component.base_folder)
     source = component_source(spec, ckpt, base_ckpt, component)
     with staged_component(source) as folder:
@@ -210,8 +265,12 @@ def load_component_swap(spec, ckpt: Checkpoint, base_ckpt: Checkpoint | None, co
         if source.config_borrowed:
             check_weights_fit_config(component, source, ckpt)
         base_pipe = component.load_base(base_ckpt, dtype, device)
-        ft_module = component.load(folder, dtype)
-    check_fits_base(component, ft_module, base_pipe, folder=source.weights[0].parent, base_path=base_ckpt.path)
+        where = source.weights[0].parent
+        if component.model_cls is not None:  # the architecture before the weights: a misfit is named as one
+            check_fits_base(component, model_config(component.model_cls, folder), base_pipe, folder=where,
+                            base_path=base_ckpt.path)
+        ft_module = component.load_module(folder, dtype)
+    check_fits_base(component, ft_module.config, base_pipe, folder=where, base_path=base_ckpt.path)
     ft_module.eval()
     ft_pipe = type(base_pipe)(**{**base_pipe.components, component.name: ft_module})
     return pair_pipelines(base_pipe, ft_pipe, component.name, device=device, offload=offload,
@@ -222,7 +281,7 @@ def pair_pipelines(base_pipe, ft_pipe, names, *, device: str, offload: str, key_
                    whole_pipeline: bool = False, notes: list[str] | None = None, ft_module=None) -> ComponentSwap:
     """The ComponentSwap of a base pipeline and an FT pipeline that differ in component(s) ``names`` (the FT's
     still on the CPU as they loaded): the FT's are placed on ``device``, and with ``offload`` pinned the base's
-    go to host memory until ``zero_shot()`` needs them (wrappers.offload).
+    go to host memory until ``zero_shot()`` needs them (wrappers.common.offload).
 
     The FT pipeline shares every other module with the base pipeline (the scheduler's state is per call, and
     the two pipelines never run at once). ``ft_module`` (default: the one component of ``names``) is the
@@ -328,7 +387,11 @@ def staged_component(source: ComponentSource) -> Iterator[Path]:
 def check_weights_fit_config(component: FineTunedComponent, source: ComponentSource, ckpt: Checkpoint) -> None:
     """CheckpointError unless the FT weights hold exactly the tensors, in the shapes, of the model that the
     borrowed config describes (built on the meta device: no memory, no weights)."""
-    config = json.loads(source.config.read_text())
+    try:
+        config = json.loads(source.config.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{source.config}: cannot read the config the {component.label} weights borrow: "
+                              f"{exc}") from exc
     with torch.device("meta"):
         model = component.model_cls.from_config(config)
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
@@ -383,17 +446,10 @@ def require_transformer_config(folder: Path) -> Path:
     return config
 
 
-def load_component(model_cls, folder: Path, dtype: torch.dtype, *, what: str, errors=LOAD_ERRORS):
-    """``model_cls`` loaded from ``folder`` (local files only), or a CheckpointError: ``cannot load <what>``."""
-    try:
-        return model_cls.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
-    except errors as exc:
-        raise CheckpointError(f"{folder}: cannot load {what}: {type(exc).__name__}: {exc}") from exc
-
-
-def check_fits_base(component: FineTunedComponent, ft_module, base_pipe, *, folder: Path, base_path: Path) -> None:
-    """A CheckpointError naming every architecture field on which the fine-tuned module and the base differ."""
-    base_cfg, ft_cfg = getattr(base_pipe, component.name).config, ft_module.config
+def check_fits_base(component: FineTunedComponent, ft_config, base_pipe, *, folder: Path, base_path: Path) -> None:
+    """A CheckpointError naming every architecture field on which the fine-tuned module's config and the base
+    pipeline's module's differ."""
+    base_cfg, ft_cfg = getattr(base_pipe, component.name).config, ft_config
     mismatch = [f"{k} {ft_cfg.get(k)!r} (base {base_cfg.get(k)!r})" for k in component.arch_fields
                 if _as_list(ft_cfg.get(k)) != _as_list(base_cfg.get(k))]
     if mismatch:
@@ -407,14 +463,6 @@ def _as_list(value):
 
 
 # -- tiny checkpoints ------------------------------------------------------------------------------
-#: ``save_tiny_fine_tune`` layouts: ``out_dir/<component>/`` with its config.json (diffusers' own save) ...
-COMPONENT_FOLDER = "component-folder"
-#: ... the same without config.json (the weights alone, as WIW's Cosmos converter writes them) ...
-CONFIG_LESS = "config-less"
-#: ... or a copy of the whole base pipeline whose ``<component>/`` is the fine-tune (WIW's FTltx).
-WHOLE_PIPELINE = "whole-pipeline"
-
-
 def save_tiny_fine_tune(model_cls, out_dir: Path, base: Path, seed: int, *, noise_scale: float, generation: dict,
                         description: str, component: str = "transformer", layout: str = COMPONENT_FOLDER) -> Path:
     """A tiny "fine-tune": the base pipeline's ``component`` plus seeded noise, saved as ``out_dir/<component>/``
@@ -425,17 +473,22 @@ def save_tiny_fine_tune(model_cls, out_dir: Path, base: Path, seed: int, *, nois
     """
     if layout not in (COMPONENT_FOLDER, CONFIG_LESS, WHOLE_PIPELINE):
         raise ValueError(f"unknown tiny fine-tune layout {layout!r}")
-    if layout == WHOLE_PIPELINE:  # every other component identical to the base's, byte for byte
-        shutil.copytree(base, out_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
-        shutil.rmtree(out_dir / component)
-    module = model_cls.from_pretrained(str(base), subfolder=component, local_files_only=True)
-    noise = torch.Generator("cpu").manual_seed(seed)
-    with torch.no_grad():
-        for _, p in sorted(module.named_parameters()):
-            scale = noise_scale * (float(p.abs().mean()) + 0.02)
-            p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
-    module.save_pretrained(str(out_dir / component), safe_serialization=True)
-    if layout == CONFIG_LESS:
-        (out_dir / component / "config.json").unlink()
-    write_tiny_card(out_dir, base=base, generation=generation, description=description)
-    return out_dir
+
+    def noised(seed: int):
+        module = load_pretrained(model_cls, base, subfolder=component, what=f"the tiny base's {component}")
+        noise = torch.Generator("cpu").manual_seed(seed)
+        with torch.no_grad():
+            for _, p in sorted(module.named_parameters()):
+                scale = noise_scale * (float(p.abs().mean()) + 0.02)
+                p.add_(torch.randn(p.shape, generator=noise, dtype=p.dtype) * scale)
+        return module
+
+    def save(module, out: Path) -> None:
+        if layout == WHOLE_PIPELINE:  # every other component identical to the base's, byte for byte
+            shutil.copytree(base, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
+            shutil.rmtree(out / component)
+        save_pretrained_layout(module, out / component)
+        if layout == CONFIG_LESS:
+            (out / component / "config.json").unlink()
+
+    return save_tiny(out_dir, noised, seed, generation=generation, description=description, base=base, save=save)
