@@ -142,7 +142,7 @@ PROBLEM = ("'seed_determinism' is not a check (did you mean 'seed determinism'?)
 def test_expected_failures_are_validated_alike_in_register_wm_and_the_ini_option():
     defaults = GenerationDefaults(height=16, width=16, out_height=16, out_width=16, num_frames=5, steps=2)
     with pytest.raises(SpecError) as raised:
-        register_wm("unit-test-typo", wrapper="wrappers.tiny_text:Tiny", category="text", defaults=defaults,
+        register_wm("unit-test-typo", wrapper="wrappers.common.tiny_text:Tiny", category="text", defaults=defaults,
                     expected_failures={"seed_determinism": "why"})
     assert str(raised.value) == f"register_wm('unit-test-typo'): expected_failures: {PROBLEM}"
     with pytest.raises(UsageError) as raised:

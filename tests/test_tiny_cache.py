@@ -47,3 +47,22 @@ def test_a_changed_make_tiny_gets_a_fresh_entry_without_a_version_bump(tmp_path,
     assert second != first and (second / "made").read_text() == "second"
     cls = importlib.import_module("tiny_probe_wrapper").Probe
     assert source_digest(cls) in second.parent.name or source_digest(cls) in second.name
+
+
+def test_source_digest_follows_the_helpers_a_wrapper_imports(tmp_path, monkeypatch):
+    """A make_tiny whose tiny-building helper lives in another module of its package (wrappers/common/tiny.py) gets
+    a fresh tiny checkpoint when only that helper changes; a module of another package does not count."""
+    package = tmp_path / "tinypkg"
+    (package / "common").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "common" / "__init__.py").write_text("")
+    (package / "common" / "build.py").write_text("SEED = 0\n")
+    (package / "model.py").write_text("import json\nfrom .common.build import SEED\n\nclass Model:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    cls = importlib.import_module("tinypkg.model").Model
+    before = source_digest(cls)
+    assert source_digest(cls) == before  # deterministic
+    (package / "common" / "build.py").write_text("SEED = 1\n")
+    assert source_digest(cls) != before

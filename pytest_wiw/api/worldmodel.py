@@ -97,7 +97,7 @@ class WorldModel(ABC):
         """Figures the wrapper measures itself, for the worker's stats and the report: JSON values only.
 
         Component-swap FT wrappers report their offload here (``{"offload": {"swaps": 2, "swap_seconds":
-        0.8, ...}}``, wrappers.offload). Default: none.
+        0.8, ...}}``, wrappers.common.offload). Default: none.
         """
         return {}
 

@@ -86,16 +86,60 @@ def made_checkpoint(cls: type, wm_type: str, out_dir: Path, returned: object) ->
 
 
 def source_digest(cls: type) -> str:
-    """A short hash of the file that defines the wrapper class: a make_tiny that changed without its
-    ``version`` being bumped still gets a fresh tiny checkpoint, never a stale one from the cache."""
+    """A short hash of the source the wrapper's tiny checkpoint comes from: a make_tiny that changed without its
+    ``version`` being bumped still gets a fresh tiny checkpoint, never a stale one from the cache.
+
+    The source is the file that defines the class and every module of its own top-level package that file
+    imports, followed import by import (``wrappers/cosmos.py`` builds its tiny pipeline with
+    ``wrappers/common/tiny.py``), plus the files of the class's bases from that package."""
     import hashlib
     import inspect
 
     try:
-        source = Path(inspect.getsourcefile(cls) or "").read_bytes()
+        files = _package_sources(Path(inspect.getsourcefile(cls) or ""), cls.__module__)
+        for base in cls.__mro__[1:]:
+            if base.__module__.split(".")[0] == cls.__module__.split(".")[0]:
+                files |= _package_sources(Path(inspect.getsourcefile(base) or ""), base.__module__)
+        digest = hashlib.sha256()
+        for file in sorted(files):
+            digest.update(file.read_bytes())
     except (OSError, TypeError):
         return "nosrc"
-    return hashlib.sha256(source).hexdigest()[:SOURCE_DIGEST_CHARS]
+    return digest.hexdigest()[:SOURCE_DIGEST_CHARS]
+
+
+def _package_sources(file: Path, module: str) -> set[Path]:
+    """``file`` (the source of ``module``) and the files of its top-level package it imports, transitively."""
+    import ast
+    import importlib.util
+
+    top = module.split(".")[0]
+    seen: set[Path] = set()
+    todo = [(file, module)]
+    while todo:
+        path, name = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = (package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else [])
+                stem = ".".join(base + ([node.module] if node.module else []))
+                targets = [stem] + [f"{stem}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                if target.split(".")[0] != top:
+                    continue
+                try:
+                    spec = importlib.util.find_spec(target)
+                except (ImportError, ValueError):
+                    spec = None
+                if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                    todo.append((Path(spec.origin), target))
+    return seen
 
 
 def _ckpt_in(entry: Path) -> Path:
