@@ -101,8 +101,9 @@ def test_blocked_checks_fail_the_verdict(run):
     assert run.report["svd"]["verdict"] == "failed"
     outcomes = {c["name"]: c["outcome"] for c in run.report["svd"]["checks"]}
     assert outcomes["batch invariance"] == "blocked"
-    assert "## Root causes\n\n- **svd** / bad request rejected: invalid requests were not rejected" in run.markdown
-    assert "- **svd** / seed determinism: outputs differ across two runs with seed 0" in run.markdown
+    # root causes in the checks' declared order: upstream checks first
+    assert "## Root causes\n\n- **svd** / seed determinism: outputs differ across two runs with seed 0" in run.markdown
+    assert "- **svd** / bad request rejected: invalid requests were not rejected" in run.markdown
     assert "- **svd** / batch invariance: blocked by seed determinism: outputs differ" in run.markdown
     assert "wiw: root causes" in run.output and "svd / seed determinism: outputs differ" in run.output
     assert run.returncode == 1 and "INTERNALERROR" not in run.output
