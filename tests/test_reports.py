@@ -166,3 +166,13 @@ def test_wm_changed_selects_types_whose_files_changed(run_env, tmp_path):
                            "contrib-a,contrib-b", "--wm-changed", "HEAD"], cwd=pkg, env=env, capture_output=True,
                           text=True)
     assert "[contrib-b]" in proc.stdout and "[contrib-a]" not in proc.stdout, proc.stdout + proc.stderr
+    # A module of the package that only b's wrapper imports (its loading or tiny-building helpers) selects b alone.
+    (pkg / "mywms" / "shared.py").write_text("Z = 1\n")
+    (pkg / "mywms" / "b.py").write_text("from .shared import Z\nY = 2\n")
+    subprocess.run([*git, "add", "-A"], cwd=pkg, check=True)
+    subprocess.run([*git, "commit", "-qm", "b uses shared"], cwd=pkg, check=True)
+    (pkg / "mywms" / "shared.py").write_text("Z = 2\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--co", "-q", "--wm",
+                           "contrib-a,contrib-b", "--wm-changed", "HEAD"], cwd=pkg, env=env, capture_output=True,
+                          text=True)
+    assert "[contrib-b]" in proc.stdout and "[contrib-a]" not in proc.stdout, proc.stdout + proc.stderr

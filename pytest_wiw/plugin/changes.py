@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pytest_wiw.api.registry import WMSpec
 from pytest_wiw.errors import UsageError
+from pytest_wiw.runtime.wrapper_class import package_sources
 
 
 def changed_files(ref: str, cwd: Path) -> set[Path]:
@@ -25,7 +26,8 @@ def changed_files(ref: str, cwd: Path) -> set[Path]:
 
 
 def spec_files(spec: WMSpec) -> set[Path]:
-    """The files that define a wm_type: its wrapper module, the module that registered it, its env file."""
+    """The files that define a wm_type: its wrapper module and the modules of its package that it imports (shared
+    loading and tiny-building code), the module that registered it, its env file."""
     files = set()
     if spec.wrapper:
         module = spec.wrapper.split(":")[0]
@@ -33,8 +35,8 @@ def spec_files(spec: WMSpec) -> set[Path]:
             found = importlib.util.find_spec(module)
         except (ImportError, ValueError):
             found = None
-        if found and found.origin:
-            files.add(Path(found.origin).resolve())
+        if found and found.origin and found.origin.endswith(".py"):
+            files |= {f.resolve() for f in package_sources(Path(found.origin), module)}
     if spec.registered_in:
         files.add(Path(spec.registered_in).resolve())
     env = spec.env_path()

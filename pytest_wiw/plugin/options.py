@@ -57,8 +57,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="run shard K of N: a stable split of the selected wm_types by family (FT types stay "
                          "with their base)")
     group.addoption("--wm-changed", default=None, metavar="GIT_REF",
-                    help="keep only wm_types whose wrapper module, registry entry or environment file changed "
-                         "since GIT_REF")
+                    help="keep only wm_types whose wrapper module (or a module of its package it imports), registry "
+                         "entry or environment file changed since GIT_REF")
     group.addoption("--wm-max-examples", default=None, metavar="N",
                     help="requests the property check draws per wm_type (default: the hypothesis profile's "
                          "with --hypothesis-profile dev|ci|gpu, else 3 on the tiny defaults and 1 on a real "

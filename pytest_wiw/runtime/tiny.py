@@ -95,51 +95,19 @@ def source_digest(cls: type) -> str:
     import hashlib
     import inspect
 
+    from pytest_wiw.runtime.wrapper_class import package_sources
+
     try:
-        files = _package_sources(Path(inspect.getsourcefile(cls) or ""), cls.__module__)
+        files = package_sources(Path(inspect.getsourcefile(cls) or ""), cls.__module__)
         for base in cls.__mro__[1:]:
             if base.__module__.split(".")[0] == cls.__module__.split(".")[0]:
-                files |= _package_sources(Path(inspect.getsourcefile(base) or ""), base.__module__)
+                files |= package_sources(Path(inspect.getsourcefile(base) or ""), base.__module__)
         digest = hashlib.sha256()
         for file in sorted(files):
             digest.update(file.read_bytes())
     except (OSError, TypeError):
         return "nosrc"
     return digest.hexdigest()[:SOURCE_DIGEST_CHARS]
-
-
-def _package_sources(file: Path, module: str) -> set[Path]:
-    """``file`` (the source of ``module``) and the files of its top-level package it imports, transitively."""
-    import ast
-    import importlib.util
-
-    top = module.split(".")[0]
-    seen: set[Path] = set()
-    todo = [(file, module)]
-    while todo:
-        path, name = todo.pop()
-        if path in seen or not path.is_file():
-            continue
-        seen.add(path)
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_bytes())):
-            targets = []
-            if isinstance(node, ast.ImportFrom):
-                base = (package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else [])
-                stem = ".".join(base + ([node.module] if node.module else []))
-                targets = [stem] + [f"{stem}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            for target in targets:
-                if target.split(".")[0] != top:
-                    continue
-                try:
-                    spec = importlib.util.find_spec(target)
-                except (ImportError, ValueError):
-                    spec = None
-                if spec is not None and spec.origin and spec.origin.endswith(".py"):
-                    todo.append((Path(spec.origin), target))
-    return seen
 
 
 def _ckpt_in(entry: Path) -> Path:

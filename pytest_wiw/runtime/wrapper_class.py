@@ -12,6 +12,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from pathlib import Path
 
 from pytest_wiw.api.registry import WMSpec
 
@@ -54,3 +55,39 @@ def load_wrapper_class(target: str):
     except AttributeError:
         raise ImportError(f"wrapper module {module_name!r} has no class {class_name!r}: fix the class name in "
                           f"register_wm(wrapper={target!r})") from None
+
+
+def package_sources(file: Path, module: str) -> set[Path]:
+    """``file`` (the source of ``module``) and the files of its own top-level package it imports, transitively,
+    read as text (find_spec runs only their packages' ``__init__``): what a wrapper is made of
+    (``wrappers/cosmos.py`` loads and builds its tiny checkpoint through ``wrappers/common/``). The tiny cache
+    keys on it; ``--wm-changed`` selects by it."""
+    import ast
+
+    top = module.split(".")[0]
+    seen: set[Path] = set()
+    todo = [(file, module)]
+    while todo:
+        path, name = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = (package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else [])
+                stem = ".".join(base + ([node.module] if node.module else []))
+                targets = [stem] + [f"{stem}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for target in targets:
+                if target.split(".")[0] != top:
+                    continue
+                try:
+                    spec = importlib.util.find_spec(target)
+                except (ImportError, ValueError):
+                    spec = None
+                if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                    todo.append((Path(spec.origin), target))
+    return seen
