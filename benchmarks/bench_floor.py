@@ -99,10 +99,23 @@ BREAKDOWN_FIGURES = ("load_seconds", "weight_audit_seconds", "seconds_per_genera
 
 
 def suite_breakdown(report: dict) -> dict:
-    """Where the suite's time went: the worker's load, its weight audit, a generation, and each check's own
-    duration as pytest measured it (a check that waits for the worker carries the load and the generations)."""
+    """Where the suite's time went: the worker's load, its weight audit, a generation, the session's timeline
+    (before the worker was spawned, its start-up, its calls, the idle gaps between them and what came after
+    its last call: pytest_wiw.session.timeline), and each check's own duration as pytest measured it (a check
+    that waits for the worker carries the load and the generations)."""
     figures = {k: report["figures"].get(k) for k in BREAKDOWN_FIGURES}
-    return {**figures, "check_seconds": {c["name"]: c["duration"] for c in report.get("checks", [])}}
+    return {**figures, "timeline": report.get("timeline"),
+            "check_seconds": {c["name"]: c["duration"] for c in report.get("checks", [])}}
+
+
+def after_report(suite_s: float, breakdown: dict) -> float | None:
+    """The suite's seconds its timeline does not cover: from the report's writing to the pytest process's exit."""
+    timeline = breakdown.get("timeline")
+    if not timeline or timeline.get("worker_startup_seconds") is None:
+        return None
+    covered = sum(timeline[k] for k in ("before_worker_seconds", "worker_startup_seconds", "idle_seconds",
+                                         "call_seconds", "after_last_call_seconds"))
+    return round(suite_s - covered, 2)
 
 
 def run_floor(wm_type: str, args: argparse.Namespace) -> float:
@@ -158,7 +171,7 @@ def measure(name: str, workdir: Path, args: argparse.Namespace, on_pair=None) ->
         floor_s = run_floor(name, args)
         pairs.append({"suite_s": round(suite_s, 2), "floor_s": round(floor_s, 2), "ratio": round(suite_s / floor_s, 3),
                       "loads": figures["loads"], "generations": figures["generations"],
-                      "breakdown": figures["breakdown"]})
+                      "breakdown": figures["breakdown"], "after_report_s": after_report(suite_s, figures["breakdown"])})
         # each pair as it comes: a stage cut off by its command's time limit still shows the pairs it finished
         print(f"{name} pair {i + 1}/{args.repeat}: {pairs[-1]}", file=sys.stderr, flush=True)
         if on_pair is not None:

@@ -11,9 +11,7 @@ from pytest_wiw.checks import (
     check,
     checkpoint_of,
     compare_fingerprints,
-    differing_components,
     fail,
-    file_fingerprints,
     judgements,
     open_checkpoint,
     record,
@@ -126,7 +124,7 @@ def test_checkpoint_applied(wm, wiw_record):
     if missing:
         fail(f"{len(missing)} of {len(keys)} checkpoint tensors are not in the running model "
              "(the wrapper's running_tensor() finds no tensor for them):" + _listing(missing))
-    expected = file_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
+    expected = wm.expected_fingerprints(ckpt, keys, {k: fp.dtype for k, fp in running.items()})
     mismatches = [m for k in keys if (m := compare_fingerprints(k, running[k], expected[k]))]
     record(wiw_record, wm, fingerprinted_tensors=len(keys), fingerprint_mismatches=len(mismatches))
     not_run = _components_not_run(wm, ready, ckpt, wiw_record)
@@ -151,7 +149,7 @@ def _components_not_run(wm, ready: dict, ckpt, wiw_record) -> list[str]:
     if component is None or ckpt.format != "diffusers" or not base:
         return []
     try:
-        differences = differing_components(ckpt, open_checkpoint(base["path"]), skip=(component,))
+        differences = wm.differing_components(ckpt, open_checkpoint(base["path"]), skip=(component,))
     except CheckpointError as exc:
         fail(f"cannot compare the pipeline folder's other components with the base's: {exc}")
     record(wiw_record, wm, ft_components_differing=",".join(d.name for d in differences) or "none")

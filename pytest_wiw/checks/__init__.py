@@ -12,9 +12,9 @@ from pytest_wiw.api.registry import registry_problems
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.checkpoints.card import card_problems
 from pytest_wiw.checkpoints.files import CARD_NAME, open_checkpoint
-from pytest_wiw.checkpoints.fingerprint import Fingerprint, file_fingerprints
+from pytest_wiw.checkpoints.fingerprint import Fingerprint
 from pytest_wiw.checkpoints.fingerprint import compare as compare_fingerprints
-from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, differing_components, identical_weight_files
+from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, identical_weight_files
 from pytest_wiw.checks import ground_truth, judgements
 from pytest_wiw.checks.assertions import (
     blocked,
@@ -33,7 +33,7 @@ from pytest_wiw.reference.episodes import episode_folders, load_episode
 __all__ = [
     "CARD_NAME", "SWAPPED_COMPONENT", "CheckpointError", "EpisodeError", "Fingerprint", "GenerationRequest",
     "RequestRejected", "WorkerDied", "WorkerError", "blocked", "card_problems", "check", "checkpoint_of",
-    "compare_fingerprints", "diff_of", "differing_components", "episode_folders", "fail", "file_fingerprints",
-    "frames_of", "ground_truth", "identical_weight_files", "judgements", "load_episode", "open_checkpoint",
+    "compare_fingerprints", "diff_of", "episode_folders", "fail", "frames_of",
+    "ground_truth", "identical_weight_files", "judgements", "load_episode", "open_checkpoint",
     "record", "registry_problems", "require", "require_upstream",
 ]

@@ -46,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "wm_check(name): the conformance check a test implements")
     if config.option.wm_list or not config.option.wm:
         return
-    _register_hypothesis_profiles()
+    if config.getoption("hypothesis_profile", None):  # hypothesis is imported only when a profile is named
+        _register_hypothesis_profiles()
     try:
         selection = parse_selection(config.option, config.getini("wm_expected_failures"))
     except UsageError as exc:
@@ -142,11 +143,52 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.user_properties.append(("wm_type", callspec.params["wm_type"]))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In a run without xdist, start the worker of every wm_type whose checks were collected now, before the
+    first check: it imports and loads while pytest runs the static checks (with -n, each xdist worker starts
+    its family's workers at their first check, as it learns which families it runs)."""
+    config = session.config
+    under_xdist = hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)
+    if _SELECTION_KEY not in config.stash or config.option.collectonly or under_xdist:
+        return
+    from pytest_wiw.checks.judgements import readable, wrapper_found
+
+    wiw = _wiw_session(config)
+    for wm_type in _wm_types_needing_a_worker(session.items):
+        wm = wiw.subject(wm_type)
+        try:
+            if not wm.spec.runnable or wrapper_found(wm) is not None:
+                continue  # their checks say why; nothing is loaded
+            if wm.ckpt_arg is None or readable(wm) is None:  # never a worker on files that do not open here
+                wm.start_worker_early()
+        except (UsageError, OSError, ValueError):
+            continue  # the checks meet the same problem and report it
+
+
+def _wm_types_needing_a_worker(items: list[pytest.Item]) -> list[str]:
+    """The wm_types, in collection order, of the collected checks that are not static and not skipped."""
+    from pytest_wiw.api.checklist import check_named
+
+    found = []
+    for item in items:
+        marker = item.get_closest_marker("wm_check")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None or item.get_closest_marker("skip"):
+            continue
+        if not check_named(marker.args[0]).static:
+            found.append(callspec.params["wm_type"])
+    return list(dict.fromkeys(found))
+
+
 # 5. fixtures -------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def wiw_session(request: pytest.FixtureRequest) -> WiwSession:
     """The session's worker pool, result store and wm_type subjects."""
-    config = request.config
+    return _wiw_session(request.config)
+
+
+def _wiw_session(config: pytest.Config) -> WiwSession:
     if _SESSION_KEY not in config.stash:
         profile = config.getoption("hypothesis_profile", None)
         config.stash[_SESSION_KEY] = WiwSession(config.stash[_SELECTION_KEY], _progress_display(config), profile)
@@ -232,11 +274,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     wiw = config.stash.get(_SESSION_KEY, None)
     if wiw is not None:
         report_dir = config.option.wm_report
-        summaries = wiw.summaries()
+        wiw.request_stop()  # the workers free their memory while the contact sheets are drawn
         if report_dir:  # this process's contact sheets
             for name, subject in wiw.subjects.items():
                 write_subject_sheet(subject, Path(report_dir) / f"{name}.png")
         wiw.close()
+        summaries = wiw.summaries()
         if _controller(config):
             _merge_summaries(config, summaries)
         else:  # an xdist worker: the controller merges what every worker sends
@@ -272,6 +315,8 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
             terminalreporter.write_line(f"{wm_type}: {entry['loads']} load(s), {entry['generations']} "
                                         f"generation call(s), {entry['property_examples']} property example(s)"
                                         + reference)
+            if entry.get("timeline"):
+                terminalreporter.write_line(f"{wm_type}: {_time_line(entry['timeline'])}")
             if entry.get("ground_truth"):
                 terminalreporter.write_line(f"{wm_type}: closer to ground truth: {entry['ground_truth']['summary']}")
             for why in entry.get("restarts") or []:
@@ -285,6 +330,17 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     if paths:
         terminalreporter.write_line(f"wiw: report written to {Path(paths[-1]).parent} "
                                     f"({', '.join(p.name for p in paths)})")
+
+
+def _time_line(timeline: dict) -> str:
+    """Where the session's time went for one worker, in a line (pytest_wiw.session.timeline)."""
+    startup = timeline.get("worker_startup_seconds")
+    gaps = ", ".join(f"{g['seconds']:.1f} s before {g['before']}" for g in timeline["idle_gaps"][:2])
+    return (f"{timeline['before_worker_seconds']:.1f} s before its worker started, "
+            + (f"{startup:.1f} s its start-up, " if startup is not None else "")
+            + f"{timeline['call_seconds']:.1f} s in {timeline['calls']} call(s), "
+            f"{timeline['idle_seconds']:.1f} s idle between them" + (f" ({gaps})" if gaps else "")
+            + f", {timeline['after_last_call_seconds']:.1f} s after the last")
 
 
 def _root_causes(terminalreporter) -> list[str]:

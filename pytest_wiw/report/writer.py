@@ -91,6 +91,7 @@ class ReportCollector:
                                   **{c: r for (w, c), r in self.selection.expected_failures.items() if w == wm_type}},
             "checks": checks, "figures": figures, "ground_truth": worker.get("ground_truth"),
             "wrapper_stats": worker.get("wrapper_stats") or {},
+            "timeline": worker.get("timeline"),
         }
 
     def preset(self, wm_type: str) -> dict | None:

@@ -55,6 +55,7 @@ class WorkerProcess:
         self.reply_fd = self.proc.stdout.fileno()
         self.extra_pipes: list = []  # further pipe ends a subclass owns, closed at teardown
         self.stopped_because: str | None = None
+        self._stop_requested = False
         #: Called with each ``progress`` frame (stage, what, done, total, unit) while waiting for a reply.
         self.on_progress: Callable[[str, dict], None] | None = None
         #: The checkpoint paths the worker resolved before loading (the embedded default's tiny files).
@@ -196,21 +197,33 @@ class WorkerProcess:
             pass
         self._close_pipes()
 
+    def stop_frame(self) -> bytes:
+        """The bytes that ask this worker to exit."""
+        return encode_frame({"type": "shutdown"})
+
+    def request_stop(self) -> None:
+        """Ask a running, idle worker to exit, without waiting for it (``close`` waits): the pytest process
+        can write its report while the worker frees its memory."""
+        if self._stop_requested or self.awaiting or self.stopped_because or self.proc.poll() is not None:
+            return
+        self._stop_requested = True
+        try:
+            self.proc.stdin.write(self.stop_frame())
+            self.proc.stdin.flush()
+        except OSError:
+            pass
+
     def close(self) -> None:
         """Ask the worker to shut down; kill its process group if it does not exit in time, or at once
         when it is busy with a request (the session was interrupted: it would not read ``shutdown``)."""
         if self.awaiting and not self.stopped_because:
             self.stopped_because = f"was stopped {self.awaiting}, when the session ended or was interrupted"
-        if self.proc.poll() is None and not self.stopped_because:
-            try:
-                self.proc.stdin.write(encode_frame({"type": "shutdown"}))
-                self.proc.stdin.flush()
-            except OSError:
-                pass
+        self.request_stop()
+        if self._stop_requested and self.proc.poll() is None:
             try:
                 self.proc.wait(timeout=SHUTDOWN_GRACE_S)
             except subprocess.TimeoutExpired:
-                pass
+                self.stopped_because = f"did not exit within {SHUTDOWN_GRACE_S:.0f} s of being asked to stop"
         # Whatever the worker started (dataloaders, compilers) is in its process group: end them too.
         self.kill("was shut down at the end of the session")
 

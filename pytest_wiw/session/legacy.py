@@ -33,7 +33,7 @@ import numpy as np
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.api.worldmodel import check_request_limits
 from pytest_wiw.errors import RequestError, WorkerError
-from pytest_wiw.session.client import SHUTDOWN_GRACE_S, WorkerProcess
+from pytest_wiw.session.client import WorkerProcess
 from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats
 
 CLIENT_ID = 0
@@ -167,6 +167,8 @@ class LegacyWorkerProcess(WorkerProcess):
         self.log_path = log_path
         self.notes = launch.notes
         self._log = open(log_path, "ab")
+        self.started = time.monotonic()
+        self._stop_requested = False
         try:
             # WIW's scripts print (tracebacks too, once their logger is set up) on stdout: both go to the log.
             self.proc = subprocess.Popen([*launch.argv, str(write_fd)], stdin=subprocess.PIPE, stdout=self._log,
@@ -258,18 +260,11 @@ class LegacyWorkerProcess(WorkerProcess):
         return result
 
 
-    def close(self) -> None:
-        """Stop the script as WIW's manager does: a framed pickle of the string "DONE" (WIW's workers ignore an
-        EOF on stdin), then the process group is killed if it has not exited in time."""
-        if self.proc.poll() is None and not self.stopped_because and not self.awaiting:
-            try:
-                body = pickle.dumps(STOP_MESSAGE, protocol=REQUEST_PROTOCOL)
-                self.proc.stdin.write(_LEN.pack(len(body)) + body)
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=SHUTDOWN_GRACE_S)
-            except (OSError, subprocess.TimeoutExpired):
-                self.stopped_because = f'did not exit within {SHUTDOWN_GRACE_S:.0f} s of "{STOP_MESSAGE}"'
-        super().close()
+    def stop_frame(self) -> bytes:
+        """What WIW's manager sends to stop a script: a framed pickle of the string "DONE" (WIW's workers ignore
+        an EOF on stdin)."""
+        body = pickle.dumps(STOP_MESSAGE, protocol=REQUEST_PROTOCOL)
+        return _LEN.pack(len(body)) + body
 
 
 @dataclass

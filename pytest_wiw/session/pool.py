@@ -25,6 +25,7 @@ from pytest_wiw.api.registry import GenerationDefaults, WMSpec
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.errors import RequestRejected, WorkerError
 from pytest_wiw.session.client import WorkerProcess
+from pytest_wiw.session.timeline import WorkerTimeline
 from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats
 
 # A worker that died after it was ready is started again at most this often per session: once per cause is
@@ -87,18 +88,35 @@ class WorkerHandle:
         #: why the worker was started again, one entry per restart
         self.restarts: list[str] = []
         self._launch = launch  # () -> (process, ready, failure): starts a fresh process of this worker
+        #: when it was spawned, its start-up and every call: where the session's time went (report figures)
+        self.timeline = WorkerTimeline(process.started if process is not None else time.monotonic())
 
-    def generate(self, request: GenerationRequest, variant: str = "ft") -> tuple[np.ndarray, Result]:
-        """Frames and the result; RequestRejected for an error reply, WorkerError if it died."""
+    def set_ready(self, ready: Ready | None, failure: str | None) -> None:
+        self.ready, self.failure = ready, failure
+        if ready is not None:
+            self.timeline.startup_seconds = ready.startup_seconds
+
+    def generate(self, request: GenerationRequest, variant: str = "ft", what: str = "a generation"
+                 ) -> tuple[np.ndarray, Result]:
+        """Frames and the result; RequestRejected for an error reply, WorkerError if it died. ``what`` names the
+        call in the session's timeline."""
         self._revive_if_stopped()
-        return self._counted(self.process.generate(request, variant, self.settings.request_timeout,
-                                                   self._generating(variant)))
+        sent = time.monotonic()
+        try:
+            return self._counted(self.process.generate(request, variant, self.settings.request_timeout,
+                                                       self._generating(variant)))
+        finally:
+            self.timeline.call(what, sent)
 
     def generate_raw(self, request_header: dict, arrays: dict, variant: str = "ft") -> tuple[np.ndarray, Result]:
         """Send a request as given, unvalidated (the bad-request check uses this)."""
         self._revive_if_stopped()
-        return self._counted(self.process.generate_raw(request_header, arrays, variant, self.settings.request_timeout,
-                                                       self._generating(variant)))
+        sent = time.monotonic()
+        try:
+            return self._counted(self.process.generate_raw(request_header, arrays, variant,
+                                                           self.settings.request_timeout, self._generating(variant)))
+        finally:
+            self.timeline.call("a bad request", sent)
 
     def _generating(self, variant: str) -> str:
         return f"while generating ({self.key.wm_type}, {variant})"
@@ -112,7 +130,11 @@ class WorkerHandle:
 
     def stats(self) -> Stats:
         self._revive_if_stopped()
-        return self.process.stats(self.settings.request_timeout)
+        sent = time.monotonic()
+        try:
+            return self.process.stats(self.settings.request_timeout)
+        finally:
+            self.timeline.call("a stats request", sent)
 
     def _revive_if_stopped(self) -> None:
         """Start the worker again if it died or was stopped since it was ready (WorkerError if it may not be)."""
@@ -128,7 +150,9 @@ class WorkerHandle:
         process.kill(cause)
         self.restarts.append(cause)
         self.loads += 1
+        sent = time.monotonic()
         self.process, ready, failure = self._launch()
+        self.timeline.call("a restart", sent)
         if failure is not None:
             self.failure = f"restarted after it {cause}, the worker failed to load again: {failure}"
             raise WorkerError(self.failure)
@@ -167,7 +191,7 @@ class WorkerPool:
         spawned = self.spawned.pop(key, None)
         process, ready, failure = launch() if spawned is None else self._await_ready(*spawned)
         handle = WorkerHandle(key, spec, process, self.settings, launch=launch)
-        handle.ready, handle.failure = ready, failure
+        handle.set_ready(ready, failure)
         return handle
 
     def _launch(self, key: WorkerKey, spec: WMSpec, base_spec: WMSpec | None):
@@ -240,14 +264,19 @@ class WorkerPool:
             entry["restarts"] += handle.restarts
         return out
 
+    def request_stop_all(self) -> None:
+        """Ask every idle worker to exit, without waiting (``close_all`` waits and kills)."""
+        for process in self._processes():
+            process.request_stop()
+
+    def _processes(self) -> list[WorkerProcess]:
+        started = [h.process for h in self.handles.values()] + [p for p, _ in self.spawned.values()]
+        return [p for p in started if p is not None]
+
     def close_all(self) -> None:
         """End every worker's process group (idempotent). Logs stay in ``log_dir`` for post-mortems."""
-        for handle in self.handles.values():
-            if handle.process is not None:
-                handle.process.close()
-        for process, _ in self.spawned.values():
-            if process is not None:
-                process.close()
+        for process in self._processes():
+            process.close()
 
 
 def legacy_generation(spec: WMSpec, options: dict) -> GenerationDefaults:

@@ -21,8 +21,12 @@ from pytest_wiw.api.registry import WMSpec
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.checkpoints.epochs import EPOCH_OPTION
 from pytest_wiw.checkpoints.files import VARIANT_OPTION, Checkpoint, open_checkpoint
+from pytest_wiw.checkpoints.fingerprint import file_fingerprints
+from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, differing_components
 from pytest_wiw.errors import CheckpointError, GenerationUnavailable, RequestRejected, WorkerError, WorkerNotReady
 from pytest_wiw.session.pool import WorkerHandle, WorkerPool
+from pytest_wiw.runtime.settings import resolve_base_path
+from pytest_wiw.session.prefetch import CheckpointPrefetch
 from pytest_wiw.wire.messages import Ready, Result
 
 if TYPE_CHECKING:
@@ -78,7 +82,7 @@ class ResultStore:
             self.generations += 1
             gen = Generation(label)
             try:
-                gen.frames, gen.reply = handle.generate(request, variant)
+                gen.frames, gen.reply = handle.generate(request, variant, label)
             except RequestRejected as exc:
                 gen.error = f"the worker rejected it: {exc.reply.error_type}: {exc}"
             except WorkerError as exc:
@@ -129,6 +133,7 @@ class WMSubject:
         #: () -> the base type's subject when this FT type's zero-shot output can be held against it here
         self.comparable_base = lambda: None
         self._paths: tuple[str | None, str | None] | None = None
+        self._prefetch: CheckpointPrefetch | None = None
         self.metrics: dict[str, object] = {}
 
     @property
@@ -170,6 +175,9 @@ class WMSubject:
             if resolved and resolved.get("error"):  # the wrapper's make_tiny did not return what it wrote
                 raise CheckpointError(resolved["error"])
             path = resolved["ckpt"] if resolved else self.ready().ckpt["path"]
+        return self._opened(path)
+
+    def _opened(self, path: str) -> Checkpoint:
         return open_checkpoint(path, self.variant, epoch=self.epoch_option)
 
     def worker(self) -> WorkerHandle:
@@ -177,7 +185,7 @@ class WMSubject:
             try:  # never start a worker on a checkpoint that fails to open here
                 ckpt, base = self.checkpoint_paths()
                 if ckpt is not None:
-                    open_checkpoint(ckpt, self.variant, epoch=self.epoch_option).tensor_index()  # every header parses and fits its file
+                    self._opened(ckpt).tensor_index()  # every header parses and fits its file
             except CheckpointError as exc:
                 handle = WorkerHandle(None, self.spec, None, self.pool.settings)
                 handle.failure = f"checkpoint not loaded: {exc}"
@@ -193,8 +201,38 @@ class WMSubject:
         if self._handle is not None or self.legacy_command:
             return
         ckpt, base = self.checkpoint_paths()
-        if ckpt is not None:  # the embedded default's worker is started already: it builds the path
-            self.pool.prestart(self.spec, self.base_spec, ckpt, base)
+        self.pool.prestart(self.spec, self.base_spec, ckpt, base)  # the embedded default's worker builds its path
+        if self._prefetch is None:
+            self._prefetch = self._start_prefetch(ckpt, base)
+
+    def _start_prefetch(self, ckpt_path: str | None, base_path: str | None) -> CheckpointPrefetch:
+        """What ``checkpoint applied`` reads of the files, read while the worker loads (pytest_wiw.session.prefetch)."""
+        dtype = self.pool.settings.dtype
+        if ckpt_path is None:
+            return CheckpointPrefetch(None, dtype)
+        ckpt = self._opened(ckpt_path)
+        component = SWAPPED_COMPONENT.get(self.spec.finetune) if ckpt.format == "diffusers" else None
+        base = None
+        if component is not None:
+            try:
+                base = open_checkpoint(resolve_base_path(ckpt, base_path), self.variant)
+            except CheckpointError:  # the worker and the checks say so
+                component = None
+        return CheckpointPrefetch(ckpt, dtype, base=base, component=component)
+
+    def expected_fingerprints(self, ckpt: Checkpoint, keys: list[str], dtypes: dict[str, str]) -> dict:
+        """The checkpoint's fingerprints of ``keys``, each cast to its running dtype (``checkpoint applied``):
+        read while the worker loaded where that guess held, else now."""
+        if self._prefetch is None:
+            return file_fingerprints(ckpt, keys, dtypes)
+        return self._prefetch.fingerprints(ckpt, keys, dtypes)
+
+    def differing_components(self, ft: Checkpoint, base: Checkpoint, skip: tuple[str, ...]) -> list:
+        """The components of the pipeline folder ``ft`` other than ``skip`` that differ from ``base``'s
+        (pytest_wiw.checkpoints.pipeline_diff): compared while the worker loaded when it was the same base."""
+        if self._prefetch is None:
+            return differing_components(ft, base, skip=skip)
+        return self._prefetch.differing_components(ft, base, skip)
 
     def ready(self) -> Ready:
         """The worker's ``ready`` report; WorkerNotReady when it failed to load."""
@@ -261,7 +299,7 @@ class WMSubject:
         handle = self.worker()
         before = handle.generation_calls
         try:
-            return handle.generate(request)
+            return handle.generate(request, what="a property example")
         finally:
             self.property_examples += handle.generation_calls - before
 
@@ -286,6 +324,13 @@ class WMSubject:
         return gen
 
     # -- what the report says of this wm_type --------------------------------------------------
+    def timeline(self, session_start: float) -> dict | None:
+        """Where the session's time went for this wm_type's worker (pytest_wiw.session.timeline), or None
+        when no worker was started."""
+        if self._handle is None or self._handle.process is None:
+            return None
+        return self._handle.timeline.summary(session_start)
+
     def summary(self) -> dict:
         """The worker's side of the report: checkpoints, environment, generation settings, notes."""
         ready = self._handle.ready if self._handle is not None else None

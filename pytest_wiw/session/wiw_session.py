@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from pytest_wiw.session.baseline_cache import BaselineCache
 from pytest_wiw.session.pool import WorkerPool
 from pytest_wiw.session.subject import ResultStore, WMSubject
+from pytest_wiw.session.timeline import process_start_monotonic
 
 if TYPE_CHECKING:
     from pytest_wiw.plugin.selection import Selection
@@ -28,6 +29,8 @@ class WiwSession:
         self.store = ResultStore()
         self.baseline_cache = BaselineCache(Path(selection.baseline_cache)) if selection.baseline_cache else None
         self.subjects: dict[str, WMSubject] = {}
+        #: time.monotonic() when this pytest process started: the timeline's zero
+        self.started = process_start_monotonic()
 
     def subject(self, wm_type: str) -> WMSubject:
         if wm_type not in self.subjects:
@@ -53,7 +56,7 @@ class WiwSession:
                          "generations": count["generations"] - extra,
                          "property_examples": subject.property_examples,
                          "reference_generations": subject.reference_generations,
-                         "ground_truth": subject.ground_truth}
+                         "ground_truth": subject.ground_truth, "timeline": subject.timeline(self.started)}
         return out
 
     def max_examples(self, subject) -> int:
@@ -81,6 +84,10 @@ class WiwSession:
 
     def selected(self, wm_type: str) -> bool:
         return wm_type in self.selection.wm_types
+
+    def request_stop(self) -> None:
+        """Ask every idle worker to exit now; ``close`` then waits for them."""
+        self.pool.request_stop_all()
 
     def close(self) -> None:
         self.pool.close_all()

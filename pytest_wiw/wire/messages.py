@@ -82,6 +82,8 @@ class Ready(_Message):
     maps_weights: bool = True
     wrapper_version: str = "0"
     wrapper_stats: dict = field(default_factory=dict)
+    #: wall seconds from the worker's process start to this reply: imports, load, audit (None: not measured)
+    startup_seconds: float | None = None
     #: an unmodified WIW worker script behind the legacy adapter
     legacy: bool = False
     #: why the pool started this worker again, one entry per restart (set by the pool, never sent)

@@ -101,7 +101,7 @@ class Worker:
             fingerprints=fingerprints, fingerprint_keys=ckpt.fingerprint_keys(), unmapped_keys=audit.unmapped,
             tensor_count=len(index), weight_audit=audit.to_dict(), weight_audit_seconds=audit_seconds,
             maps_weights=cls.maps_weights(), wrapper_version=str(getattr(cls, "version", "0")),
-            wrapper_stats=self.wrapper_stats())
+            wrapper_stats=self.wrapper_stats(), startup_seconds=seconds_since_process_start())
 
     # -- serving -----------------------------------------------------------------------------
     def serve(self, stdin) -> None:
@@ -222,6 +222,13 @@ def with_diagnosis(exc: Exception, ckpts: list[Checkpoint]) -> Exception:
     cause = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
     return CheckpointError(f"{cause}\nthe checkpoint's tensors do not match the model:\n  - "
                            + "\n  - ".join(findings))
+
+
+def seconds_since_process_start() -> float:
+    """Wall seconds since this process was started: interpreter start-up, imports, the load and its audit."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()
 
 
 def memory_report() -> dict:
