@@ -1,9 +1,11 @@
-"""Check: hypothesis draws valid requests, and the output contract holds for each."""
+"""Check: hypothesis draws valid requests, and the output contract holds for each.
+
+Hypothesis is imported when the check runs, not when it is collected: importing it takes a second or more of
+pytest's start-up, which every session would otherwise wait through before its workers start.
+"""
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
 from pytest_wiw.checks import (
     GenerationRequest,
@@ -19,10 +21,15 @@ from pytest_wiw.checks import (
 WORDS = ("pick up the red cup", "open the drawer", "push the blue block", "move forward", "turn left")
 
 
-@st.composite
-def valid_requests(draw, wm_type: str, tasks, max_batch: int, max_image_side: int = 96, max_actions: int = 13):
-    """A valid request within the spec's limits: batch size, start images of any size (multiples of 8 up to
-    96 pixels), action sequences or instructions, seeds."""
+def valid_requests(wm_type: str, tasks, max_batch: int, max_image_side: int = 96, max_actions: int = 13):
+    """A hypothesis strategy of valid requests within the spec's limits: batch size, start images of any size
+    (multiples of 8 up to 96 pixels), action sequences or instructions, seeds."""
+    from hypothesis import strategies as st
+
+    return st.composite(_draw_request)(st, wm_type, tasks, max_batch, max_image_side, max_actions)
+
+
+def _draw_request(draw, st, wm_type: str, tasks, max_batch: int, max_image_side: int, max_actions: int):
     batch = draw(st.integers(1, max_batch))
     side_steps = max(1, min(12, max_image_side // 8))
     height = draw(st.integers(min(2, side_steps), side_steps)) * 8
@@ -51,6 +58,8 @@ def test_property_contract_holds(wm, wiw_session, wiw_record):
     shrunk or replayed: each one is a generation (minutes on a real checkpoint), and a worker that died on
     one is a different worker when replayed, which hypothesis would only report as flaky.
     """
+    from hypothesis import HealthCheck, Phase, given, settings
+
     require_upstream(wm, "property: contract holds")
     budget = wiw_session.max_examples(wm)
     if budget == 0:

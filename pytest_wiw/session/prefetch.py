@@ -3,7 +3,7 @@
 ``checkpoint applied`` compares the running model's fingerprints with the checkpoint's own, read from its files,
 and, for a whole pipeline folder given to a type that runs one component of it (WIW's FTltx), compares the
 folder's other components with the base's, file by file. Done after the worker is ready, those reads (and the
-pytest process's first import of torch) would keep the worker idle before its first generation: on a real
+pytest process's first imports of torch and hypothesis) would keep the worker idle before its first generation: on a real
 pipeline folder, gigabytes. Done while it loads, they cost nothing the user waits for.
 
 What is read ahead is a guess the check verifies: the fingerprints are cast to the session's ``--wm-dtype``
@@ -23,9 +23,9 @@ from pytest_wiw.errors import CheckpointError
 
 
 class CheckpointPrefetch:
-    """One daemon thread reading, in this order: torch's import, the checkpoint's fingerprints in the session
-    dtype, and the differing components of an FT pipeline folder against ``base`` (when ``component`` is the
-    one the type runs of it). With no checkpoint known yet (the embedded default), only torch's import."""
+    """One daemon thread reading, in this order: the imports of torch and hypothesis, the checkpoint's fingerprints
+    in the session dtype, and the differing components of an FT pipeline folder against ``base`` (when ``component`` is the
+    one the type runs of it). With no checkpoint known yet (the embedded default), only the imports."""
 
     def __init__(self, ckpt: Checkpoint | None, dtype: str, *, base: Checkpoint | None = None,
                  component: str | None = None):
@@ -37,7 +37,10 @@ class CheckpointPrefetch:
 
     def _run(self) -> None:
         try:
-            import torch  # noqa: F401  (the first import of torch in this process: seconds of its own)
+            # Modules this process imports later anyway, seconds each: torch for the fingerprints, hypothesis for
+            # the property check (and its pytest plugin's summary at the end of every session).
+            import hypothesis  # noqa: F401
+            import torch  # noqa: F401
 
             if self._ckpt is None:
                 return
