@@ -140,6 +140,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fresh-digests", action="store_true",
                         help="forget the checkpoint digests before each suite (default: the second and later suites "
                              "take them from the digest cache, as a user's later runs do)")
+    parser.add_argument("--no-warmup", dest="warmup", action="store_false",
+                        help="no warm-up floor before the first pair (checkpoints just written are in the page cache "
+                             "already; the embedded defaults need it: it builds them)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -160,11 +163,12 @@ def summarize(name: str, pairs: list[dict], args: argparse.Namespace) -> dict:
 
 def measure(name: str, workdir: Path, args: argparse.Namespace, on_pair=None) -> dict:
     """``args.repeat`` interleaved (suite, floor) pairs of one wm_type, after one floor run that builds the tiny
-    checkpoints (so no timing pays for them) and warms the page cache. ``on_pair(row)`` gets the row so far after
+    checkpoints (so no timing pays for them) and warms the page cache (unless ``--no-warmup``). ``on_pair(row)`` gets the row so far after
     each pair."""
-    start = time.perf_counter()
-    run_floor(name, args)
-    print(f"{name} warm-up floor: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    if args.warmup:
+        start = time.perf_counter()
+        run_floor(name, args)
+        print(f"{name} warm-up floor: {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
     pairs = []
     for i in range(args.repeat):
         suite_s, figures = run_suite(name, workdir / f"run{i}", args)

@@ -56,6 +56,38 @@ def floor_rows(floors: dict) -> list[str]:
     return rows
 
 
+#: The parts of a suite's timeline (pytest_wiw.session.timeline) that the floor does not pay: (key, column).
+TIMELINE_PARTS = (("before_worker_seconds", "before the worker"), ("idle_seconds", "worker idle between calls"),
+                  ("after_last_call_seconds", "after its last call"), ("after_report_s", "report to exit"))
+
+
+def timeline_rows(floors: dict) -> list[str]:
+    """Where each floor-* suite spent its seconds beyond the worker's start-up and calls: the median of each part
+    over the pairs, and the longest idle gap of any pair with the call it came before."""
+    import statistics
+
+    rows = []
+    for wm in FLOOR_TYPES:
+        pairs = (floors.get(f"floor-{wm}") or [{}])[0].get("pairs", [])
+        timed = [p for p in pairs if (p.get("breakdown") or {}).get("timeline")]
+        if not timed:
+            continue
+        cells = []
+        for key, _ in TIMELINE_PARTS:
+            values = [p[key] if key in p else p["breakdown"]["timeline"][key] for p in timed]
+            values = [v for v in values if v is not None]
+            cells.append(f"{statistics.median(values):.1f}" if values else "-")
+        gaps = [g for p in timed for g in p["breakdown"]["timeline"]["idle_gaps"]]
+        longest = max(gaps, key=lambda g: g["seconds"], default=None)
+        cells.append(f"{longest['seconds']:.1f} s before {longest['before']}" if longest else "none over 0.05 s")
+        rows.append(f"| {wm} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    header = " | ".join(column for _, column in TIMELINE_PARTS)
+    return ["", "Where the suite's seconds beyond its worker's start-up and calls went (median over the pairs, s):", "",
+            f"| wm_type | {header} | longest idle gap |", "| --- |" + " --- |" * (len(TIMELINE_PARTS) + 1), *rows]
+
+
 def memory_rows(memory: dict) -> list[str]:
     rows = []
     for wm in FLOOR_TYPES:
@@ -113,6 +145,7 @@ def render(dirs: list[Path]) -> str:
     lines += floor_rows(load_all(dirs, "floor-*.json"))
     lines += memory_rows(load_all(dirs, "memory-*.json"))
     lines += ceiling_rows(load_all(dirs, "ceilings-*.json"))
+    lines += timeline_rows(load_all(dirs, "floor-*.json"))
     cards = "; ".join(f"{card}, driver {driver}, CUDA {cuda}, torch {torch}" for card, driver, cuda, torch in seen)
     when = f"{dates[0]} to {dates[-1]}" if dates else "no GPU stage found"
     return "\n".join([f"Measured on {cards or 'no GPU stage found'} ({when}), by "

@@ -7,7 +7,9 @@
 #
 # STAGEs:
 #   floor-FTwan21 floor-FTcosmos floor-FTltx floor-igen   suite / floor, median of $REPEAT (default 3)
-#                                                          interleaved pairs, --wm-max-examples 0 (goal <= 1.10x)
+#                                                          interleaved pairs, --wm-max-examples 0 (goal <= 1.10x);
+#                                                          NO_WARMUP=1 skips the warm-up floor (the build just wrote
+#                                                          the files: they are in the page cache)
 #   memory-FTwan21 memory-FTcosmos memory-FTltx memory-igen   FT + zero-shot peak GPU memory against the base
 #                                                          pipeline alone, --wm-offload pinned and none (goal <= 1.05x)
 #   ceilings-wan ceilings-cosmos ceilings-ltx ceilings-igen   the wrappers' load against the page-cache-warm
@@ -69,7 +71,7 @@ run_stage() {
     floor-*)
       local wm=${stage#floor-}
       build "$(family "$wm")" &&
-      python3 benchmarks/bench_floor.py --device cuda --dtype "$dtype" --repeat "$repeat" \
+      python3 benchmarks/bench_floor.py --device cuda --dtype "$dtype" --repeat "$repeat" ${NO_WARMUP:+--no-warmup} \
         --ckpt-path "$wm=$(ft_path "$wm")" --json "$out/$stage.json" "$wm" ;;
     memory-*)
       local wm=${stage#memory-}
