@@ -133,14 +133,18 @@ import json, os
 import psutil
 
 
-def _worker_running():
+def _workers():
+    found = 0
     for child in psutil.Process().children(recursive=True):
         try:
-            if "pytest_wiw.worker" in " ".join(child.cmdline()):
-                return True
+            found += "pytest_wiw.worker" in " ".join(child.cmdline())
         except psutil.Error:
             pass
-    return False
+    return found
+
+
+def _worker_running():
+    return _workers() > 0
 
 
 class Observer:
@@ -152,7 +156,7 @@ class Observer:
     def pytest_runtest_setup(self, item):
         self.checks += 1
         with open(os.environ["WIW_SETUP_EVENTS"], "a") as fh:
-            fh.write(json.dumps({"test": item.name, "worker_running": _worker_running()}) + "\\n")
+            fh.write(json.dumps({"test": item.name, "workers": _workers()}) + "\\n")
 
     def pytest_sessionfinish(self, session):  # before the plugin's own (trylast), which ends the workers
         with open(os.environ["WIW_SETUP_EVENTS"], "a") as fh:
@@ -165,17 +169,20 @@ def pytest_configure(config):
 '''
 
 
-def test_a_plain_run_starts_the_worker_before_the_first_check_and_reports_where_the_time_went(tmp_path, run_env):
+def test_a_plain_run_starts_the_first_worker_before_the_first_check_and_reports_where_the_time_went(tmp_path, run_env):
     workdir = make_checks_dir(tmp_path / "run")
     with open(workdir / "conftest.py", "a") as fh:
         fh.write(OBSERVER)
     events = tmp_path / "events.jsonl"
     report = tmp_path / "report"
-    run = run_checks(workdir, {**run_env, "WIW_SETUP_EVENTS": str(events)}, "--wm", "svd",
+    run = run_checks(workdir, {**run_env, "WIW_SETUP_EVENTS": str(events)}, "--wm", "svd,cosmos20",
                      "--wm-max-examples=0", f"--wm-report={report}")
     assert run.returncode == 0, run.output[-3000:]
     setups = [e for e in map(json.loads, events.read_text().splitlines()) if "test" in e]
-    assert setups[0]["worker_running"], setups[:3]  # started at collection, before any check ran
+    # svd's worker started at collection, before any check ran; cosmos20's only at its own first check (loads
+    # started together would compete, each against its own load timeout)
+    assert setups[0]["test"].endswith("[svd]") and setups[0]["workers"] == 1, setups[:3]
+    assert max(e["workers"] for e in setups) == 2
 
     written = json.loads((report / "svd.json").read_text())
     timeline, figures = written["timeline"], written["figures"]

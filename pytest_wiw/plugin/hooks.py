@@ -145,9 +145,11 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """In a run without xdist, start the worker of every wm_type whose checks were collected now, before the
-    first check: it imports and loads while pytest runs the static checks (with -n, each xdist worker starts
-    its family's workers at their first check, as it learns which families it runs)."""
+    """In a run without xdist, start the worker of the first wm_type whose checks were collected now, before the
+    first check: it imports and loads while pytest runs the static checks. Only the first: started all at once,
+    several workers' loads would compete for the CPU, the disk and the GPU's memory, each against its own load
+    timeout; the others start at their own first checks, as before. With -n, each xdist worker starts its
+    family's workers at their first check, as it learns which families it runs."""
     config = session.config
     under_xdist = hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)
     if _SELECTION_KEY not in config.stash or config.option.collectonly or under_xdist:
@@ -155,7 +157,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from pytest_wiw.checks.judgements import readable, wrapper_found
 
     wiw = _wiw_session(config)
-    for wm_type in _wm_types_needing_a_worker(session.items):
+    for wm_type in _wm_types_needing_a_worker(session.items)[:1]:
         wm = wiw.subject(wm_type)
         try:
             if not wm.spec.runnable or wrapper_found(wm) is not None:
