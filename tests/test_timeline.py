@@ -40,6 +40,9 @@ def test_a_call_sent_before_the_worker_was_ready_waited_for_it_and_left_no_gap()
     timeline.calls.append(("G1", 1.0, 7.0))  # sent at once; answered once loaded
     summary = timeline.summary(session_start=0.0, now=7.0)
     assert summary["idle_seconds"] == 0 and summary["idle_gaps"] == []
+    assert summary["call_seconds"] == 2.0  # the wait for the start-up is the start-up's, not the call's
+    parts = ("before_worker_seconds", "worker_startup_seconds", "call_seconds", "idle_seconds", "after_last_call_seconds")
+    assert sum(summary[k] for k in parts) == 7.0
 
 
 def _checkpoint(tmp_path):

@@ -36,20 +36,22 @@ class WorkerTimeline:
         self.calls.append((what, sent, time.monotonic()))
 
     def summary(self, session_start: float, now: float | None = None) -> dict:
-        """Seconds: before the worker was spawned, its start-up, its calls, the idle gaps after its start-up
-        (each one over LISTED_GAP_S with the call it preceded), and from its last call to ``now``."""
+        """Seconds: before the worker was spawned, its start-up, its calls (the time they kept it busy after its
+        start-up), the idle gaps after its start-up (each one over LISTED_GAP_S with the call it preceded), and from
+        its last call to ``now``. The five add up to the session's time up to ``now``."""
         now = time.monotonic() if now is None else now
         ready_at = self.spawned + (self.startup_seconds or 0.0)
-        busy_until, idle, gaps = ready_at, 0.0, []
+        busy_until, busy, idle, gaps = ready_at, 0.0, 0.0, []
         for what, sent, answered in sorted(self.calls, key=lambda c: c[1]):
             gap = sent - busy_until
             if gap > 0:
                 idle += gap
                 if gap > LISTED_GAP_S:
                     gaps.append({"before": what, "seconds": round(gap, 3)})
+            busy += max(answered - max(sent, busy_until), 0.0)  # a call sent during the start-up waited for it
             busy_until = max(busy_until, answered)
         return {"before_worker_seconds": round(self.spawned - session_start, 3),
                 "worker_startup_seconds": None if self.startup_seconds is None else round(self.startup_seconds, 3),
-                "call_seconds": round(sum(answered - sent for _, sent, answered in self.calls), 3),
+                "call_seconds": round(busy, 3),
                 "calls": len(self.calls), "idle_seconds": round(idle, 3), "idle_gaps": gaps,
                 "after_last_call_seconds": round(max(now - busy_until, 0.0), 3)}
