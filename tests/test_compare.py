@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from pytest_wiw.checks.compare import video_diff
+from pytest_wiw.checks.compare import VideoDiff, video_diff
 
 # WIW's real output size for a Wan/Cosmos run: 17 frames of 480x832, about 20M values.
 REAL_SHAPE = (1, 17, 3, 480, 832)
@@ -35,3 +35,17 @@ def test_identical_videos():
     a = np.full((1, 2, 3, 4, 4), 9, np.uint8)
     diff = video_diff(a, a.copy())
     assert diff.identical and math.isinf(diff.psnr_db) and diff.first_at is None
+
+
+def test_identical_videos_take_the_short_path_with_the_same_verdict():
+    """Equal videos (seed determinism, batch invariance and the honest baseline of a passing run) are recognised in
+    one pass: the same figures the full comparison gives, and one changed value is still found."""
+    video = np.random.default_rng(3).integers(0, 256, size=(1, 5, 3, 16, 24), dtype=np.uint8)
+    same = video_diff(video, video.copy())
+    assert same == VideoDiff(mean_abs=0.0, max_abs=0, differing=0, total=video.size, first_at=None,
+                             psnr_db=math.inf, mse=0.0)
+    assert same.identical and same.describe() == f"all {video.size} values identical"
+    changed = video.copy()
+    changed[0, 4, 2, 15, 23] ^= 1
+    one = video_diff(video, changed)
+    assert (one.differing, one.max_abs, one.first_at) == (1, 1, (0, 4, 2, 15, 23))

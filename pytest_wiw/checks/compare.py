@@ -41,6 +41,8 @@ def video_diff(a: np.ndarray, b: np.ndarray) -> VideoDiff:
     """Compare two uint8 videos of the same shape."""
     if a.shape != b.shape:
         raise ValueError(f"cannot compare videos of shapes {a.shape} and {b.shape}")
+    if np.array_equal(a, b):  # the usual verdict of a passing run, at a fraction of the passes below
+        return VideoDiff(mean_abs=0.0, max_abs=0, differing=0, total=int(a.size), first_at=None, psnr_db=math.inf)
     d = np.abs(a.astype(np.int16) - b.astype(np.int16))
     differing = int(np.count_nonzero(d))
     # argmax of a mask finds the first difference without listing them all (np.argwhere on a 480x832
