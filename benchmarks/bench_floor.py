@@ -163,7 +163,8 @@ def summarize(name: str, pairs: list[dict], args: argparse.Namespace) -> dict:
 
 def measure(name: str, workdir: Path, args: argparse.Namespace, on_pair=None) -> dict:
     """``args.repeat`` interleaved (suite, floor) pairs of one wm_type, after one floor run that builds the tiny
-    checkpoints (so no timing pays for them) and warms the page cache (unless ``--no-warmup``). ``on_pair(row)`` gets the row so far after
+    checkpoints (so no timing pays for them) and warms the page cache (unless ``--no-warmup``). ``on_pair(row)``
+    gets the row so far after
     each pair."""
     if args.warmup:
         start = time.perf_counter()

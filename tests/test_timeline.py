@@ -41,7 +41,8 @@ def test_a_call_sent_before_the_worker_was_ready_waited_for_it_and_left_no_gap()
     summary = timeline.summary(session_start=0.0, now=7.0)
     assert summary["idle_seconds"] == 0 and summary["idle_gaps"] == []
     assert summary["call_seconds"] == 2.0  # the wait for the start-up is the start-up's, not the call's
-    parts = ("before_worker_seconds", "worker_startup_seconds", "call_seconds", "idle_seconds", "after_last_call_seconds")
+    parts = ("before_worker_seconds", "worker_startup_seconds", "call_seconds", "idle_seconds",
+             "after_last_call_seconds")
     assert sum(summary[k] for k in parts) == 7.0
 
 
@@ -105,7 +106,8 @@ def _pipeline(folder, vae_fill: float):
     for name, fill in (("transformer", 1.0), ("vae", vae_fill)):
         (folder / name).mkdir()
         (folder / name / "config.json").write_text("{}")
-        save_file({"w": np.full((4, 4), fill, dtype=np.float32)}, str(folder / name / "diffusion_pytorch_model.safetensors"))
+        weights = folder / name / "diffusion_pytorch_model.safetensors"
+        save_file({"w": np.full((4, 4), fill, dtype=np.float32)}, str(weights))
     return open_checkpoint(folder)
 
 

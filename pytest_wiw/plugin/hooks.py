@@ -170,15 +170,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _wm_types_needing_a_worker(items: list[pytest.Item]) -> list[str]:
     """The wm_types, in collection order, of the collected checks that are not static and not skipped."""
-    from pytest_wiw.api.checklist import check_named
+    from pytest_wiw.api.checklist import CHECKS
 
+    static = {c.name for c in CHECKS if c.static}
     found = []
     for item in items:
         marker = item.get_closest_marker("wm_check")
         callspec = getattr(item, "callspec", None)
         if marker is None or callspec is None or item.get_closest_marker("skip"):
             continue
-        if not check_named(marker.args[0]).static:
+        if marker.args and marker.args[0] not in static and "wm_type" in callspec.params:
             found.append(callspec.params["wm_type"])
     return list(dict.fromkeys(found))
 

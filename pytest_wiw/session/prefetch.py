@@ -3,8 +3,8 @@
 ``checkpoint applied`` compares the running model's fingerprints with the checkpoint's own, read from its files,
 and, for a whole pipeline folder given to a type that runs one component of it (WIW's FTltx), compares the
 folder's other components with the base's, file by file. Done after the worker is ready, those reads (and the
-pytest process's first imports of torch and hypothesis) would keep the worker idle before its first generation: on a real
-pipeline folder, gigabytes. Done while it loads, they cost nothing the user waits for.
+pytest process's first imports of torch and hypothesis) would keep the worker idle before its first generation:
+on a real pipeline folder, gigabytes. Done while it loads, they cost nothing the user waits for.
 
 What is read ahead is a guess the check verifies: the fingerprints are cast to the session's ``--wm-dtype``
 (a tensor the model runs in another dtype is read again once the worker has said so), and the base is the one
@@ -24,8 +24,9 @@ from pytest_wiw.errors import CheckpointError
 
 class CheckpointPrefetch:
     """One daemon thread reading, in this order: the imports of torch and hypothesis, the checkpoint's fingerprints
-    in the session dtype, and the differing components of an FT pipeline folder against ``base`` (when ``component`` is the
-    one the type runs of it). With no checkpoint known yet (the embedded default), only the imports."""
+    in the session dtype, and the differing components of an FT pipeline folder against ``base`` (when
+    ``component`` is the one the type runs of it). With no checkpoint known yet (the embedded default), only the
+    imports."""
 
     def __init__(self, ckpt: Checkpoint | None, dtype: str, *, base: Checkpoint | None = None,
                  component: str | None = None):
@@ -71,7 +72,8 @@ class CheckpointPrefetch:
             found.update(file_fingerprints(ckpt, rest, dtypes))
         return {k: found[k] for k in keys}
 
-    def differing_components(self, ft: Checkpoint, base: Checkpoint, skip: tuple[str, ...]) -> list[ComponentDifference]:
+    def differing_components(self, ft: Checkpoint, base: Checkpoint,
+                             skip: tuple[str, ...]) -> list[ComponentDifference]:
         """``pipeline_diff.differing_components(ft, base, skip=skip)``: as read ahead when it compared the same
         folders, else compared now. A CheckpointError found ahead is raised here."""
         self._thread.join()

@@ -24,8 +24,8 @@ from pytest_wiw.checkpoints.files import VARIANT_OPTION, Checkpoint, open_checkp
 from pytest_wiw.checkpoints.fingerprint import file_fingerprints
 from pytest_wiw.checkpoints.pipeline_diff import SWAPPED_COMPONENT, differing_components
 from pytest_wiw.errors import CheckpointError, GenerationUnavailable, RequestRejected, WorkerError, WorkerNotReady
-from pytest_wiw.session.pool import WorkerHandle, WorkerPool
 from pytest_wiw.runtime.settings import resolve_base_path
+from pytest_wiw.session.pool import WorkerHandle, WorkerPool
 from pytest_wiw.session.prefetch import CheckpointPrefetch
 from pytest_wiw.wire.messages import Ready, Result
 
