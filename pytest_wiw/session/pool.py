@@ -9,6 +9,7 @@ group; it runs at session end, on Ctrl-C, and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -101,22 +102,25 @@ class WorkerHandle:
         """Frames and the result; RequestRejected for an error reply, WorkerError if it died. ``what`` names the
         call in the session's timeline."""
         self._revive_if_stopped()
-        sent = time.monotonic()
-        try:
+        with self._timed(what):
             return self._counted(self.process.generate(request, variant, self.settings.request_timeout,
                                                        self._generating(variant)))
-        finally:
-            self.timeline.call(what, sent)
 
     def generate_raw(self, request_header: dict, arrays: dict, variant: str = "ft") -> tuple[np.ndarray, Result]:
         """Send a request as given, unvalidated (the bad-request check uses this)."""
         self._revive_if_stopped()
-        sent = time.monotonic()
-        try:
+        with self._timed("a bad request"):
             return self._counted(self.process.generate_raw(request_header, arrays, variant,
                                                            self.settings.request_timeout, self._generating(variant)))
+
+    @contextlib.contextmanager
+    def _timed(self, what: str):
+        """Records the call in the timeline, answered or not."""
+        sent = time.monotonic()
+        try:
+            yield
         finally:
-            self.timeline.call("a bad request", sent)
+            self.timeline.call(what, sent)
 
     def _generating(self, variant: str) -> str:
         return f"while generating ({self.key.wm_type}, {variant})"
@@ -130,11 +134,8 @@ class WorkerHandle:
 
     def stats(self) -> Stats:
         self._revive_if_stopped()
-        sent = time.monotonic()
-        try:
+        with self._timed("a stats request"):
             return self.process.stats(self.settings.request_timeout)
-        finally:
-            self.timeline.call("a stats request", sent)
 
     def _revive_if_stopped(self) -> None:
         """Start the worker again if it died or was stopped since it was ready (WorkerError if it may not be)."""
