@@ -17,6 +17,17 @@ pytest_plugins = ["pytester"]
 TESTS_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS_DIR))  # defective_wms, importable here and (via PYTHONPATH) in workers
 
+#: A WIW-style worker script (WIW's worker protocol, a numpy "model"), and the sizes it makes, given as --wm-opt:
+#: it stands for nwm, which is registered without generation defaults.
+TOY_WORKER = TESTS_DIR / "wiw_workers" / "toy_worker.py"
+TOY_SIZES = [f"--wm-opt={k}={v}" for k, v in (("height", 32), ("width", 32), ("out_height", 32), ("out_width", 32),
+                                              ("num_frames", 4), ("num_output_frames", 4))]
+
+
+def toy_worker_command(*flags: str) -> str:
+    """The --wm-worker-cmd that runs the toy WIW script as nwm, with its ``flags``."""
+    return f"{sys.executable} {TOY_WORKER} --model-name nwm {' '.join(flags)}"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Under -n with no --dist given, send each test file to one xdist worker (``--dist loadfile``): a module

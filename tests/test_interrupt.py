@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import make_checks_dir
+from conftest import TOY_SIZES, make_checks_dir, toy_worker_command
 
 # How long to wait for the hanging workers to start generating before pressing Ctrl-C.
 START_TIMEOUT_S = 120
@@ -18,6 +18,8 @@ START_TIMEOUT_S = 120
 ORPHAN_TIMEOUT_S = 30
 # What the hanging test wrapper (defective_wms.SlowSVD) writes to its log once it is generating.
 GENERATING = "generating forever"
+# What the toy WIW script writes once it hangs in a request (it then reads neither EOF nor "DONE").
+SCRIPT_HANGS = "hanging in request"
 
 
 def test_ctrl_c_writes_the_report_and_ends_every_worker(tmp_path, run_env):
@@ -59,19 +61,34 @@ def test_killed_session_leaves_no_worker_or_helper_behind(tmp_path, run_env):
     assert not _survivors(processes)
 
 
+def test_killed_session_leaves_no_wiw_script_behind(tmp_path, run_env):
+    """An unmodified WIW script has no watchdog of its own, and one stuck in a request reads nothing: when
+    pytest is killed outright, the adapter's watchdog ends the script's process group, then itself."""
+    workdir = make_checks_dir(tmp_path / "run")
+    proc = _start_run(workdir, run_env, "--wm", "nwm", "--wm-worker-cmd", toy_worker_command("--hang-on-request", "1"),
+                      *TOY_SIZES)
+    processes = _wait_until_generating(proc, workers=1, is_worker=_is_toy_script, marker=SCRIPT_HANGS)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not _survivors(processes)
+
+
 def _start_run(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--wm-timeout", "600", *args],
                             cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_until_generating(proc: subprocess.Popen, workers: int) -> list[psutil.Process]:
-    """Every descendant of the run once ``workers`` WM workers all hang in their generation."""
+def _wait_until_generating(proc: subprocess.Popen, workers: int, is_worker=None,
+                           marker: str = GENERATING) -> list[psutil.Process]:
+    """Every descendant of the run once ``workers`` WM workers (``is_worker``, ours by default) all hang in their
+    generation (``marker`` is in their log)."""
+    is_worker = is_worker or _is_wm_worker
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         time.sleep(0.5)
         processes = _descendants(proc.pid)
-        wm_workers = [p for p in processes if _is_wm_worker(p)]
-        if len(wm_workers) == workers and all(GENERATING in _log_text(p) for p in wm_workers):
+        wm_workers = [p for p in processes if is_worker(p)]
+        if len(wm_workers) == workers and all(marker in _log_text(p) for p in wm_workers):
             return processes
     proc.kill()
     out, _ = proc.communicate()
@@ -88,6 +105,13 @@ def _descendants(pid: int) -> list[psutil.Process]:
 def _is_wm_worker(process: psutil.Process) -> bool:
     try:
         return "pytest_wiw.worker" in " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _is_toy_script(process: psutil.Process) -> bool:
+    try:
+        return "toy_worker.py" in " ".join(process.cmdline())
     except psutil.Error:
         return False
 

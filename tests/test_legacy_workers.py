@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
 import time
 
+import numpy as np
 import pytest
-from conftest import TESTS_DIR, make_checks_dir, run_checks
+from conftest import TOY_SIZES, make_checks_dir, run_checks, toy_worker_command
 
-TOY_WORKER = TESTS_DIR / "wiw_workers" / "toy_worker.py"
-# The toy worker makes 4 frames of 32x32; nwm is registered without defaults, so the sizes are given.
-SIZES = [f"--wm-opt={k}={v}" for k, v in (("height", 32), ("width", 32), ("out_height", 32), ("out_width", 32),
-                                          ("num_frames", 4), ("num_output_frames", 4))]
+from pytest_wiw.api.request import GenerationRequest
+from pytest_wiw.session.legacy import LegacyWorkerProcess
+
 REQUEST_TIMEOUT = "60"
 
 
 def run_toy(tmp_path, run_env, *flags: str):
-    command = f"{sys.executable} {TOY_WORKER} --model-name nwm {' '.join(flags)}"
-    return run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "nwm", "--wm-worker-cmd", command,
-                      "--wm-timeout", REQUEST_TIMEOUT, *SIZES)
+    return run_checks(make_checks_dir(tmp_path / "run"), run_env, "--wm", "nwm", "--wm-worker-cmd",
+                      toy_worker_command(*flags), "--wm-timeout", REQUEST_TIMEOUT, *TOY_SIZES)
 
 
 def test_seeded_wiw_worker_passes(tmp_path, run_env):
@@ -48,6 +48,25 @@ def test_dying_wiw_worker_fails_fast_instead_of_hanging(tmp_path, run_env):
     assert "exited with status 9" in verdict.message and "dying on request 2" in verdict.message
     assert run["test_output_contract[nwm]"].outcome == "passed"  # the request before it was served
     assert run.returncode == 1 and "INTERNALERROR" not in run.output
+
+
+def test_closed_wiw_worker_takes_its_watchdog_and_saved_videos_with_it(tmp_path):
+    """At a session's end the adapter ends the script itself: the watchdog is dismissed, not left to fire
+    (test_interrupt holds that it fires when pytest dies), and the folder the script saved videos in is gone."""
+    log = tmp_path / "nwm.log"
+    process = LegacyWorkerProcess(toy_worker_command(), dict(os.environ), log, "legacy worker nwm")
+    request = GenerationRequest(images=np.zeros((1, 3, 32, 32), np.uint8), actions=[[1, 2]], task_type="navigation",
+                                seed=0, request_model_name="nwm")
+    result = process.generate(request, "ft", timeout=60, what="in a test")
+    assert result.frames.shape == (1, 4, 3, 32, 32)
+    saved = process.output_root
+    assert (saved / "task1" / "item0").is_dir()
+    watchdog = process._watchdog
+    assert watchdog.poll() is None  # it watches while the script runs
+    process.close()
+    assert process.proc.returncode is not None and watchdog.returncode == 0
+    assert not saved.exists()
+    assert "watchdog killed" not in log.read_text()
 
 
 def test_registry_says_how_legacy_types_are_tested(run_env):

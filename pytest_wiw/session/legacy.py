@@ -21,8 +21,10 @@ import os
 import pickle
 import re
 import shlex
+import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import numpy as np
 from pytest_wiw.api.request import GenerationRequest
 from pytest_wiw.api.worldmodel import check_request_limits
 from pytest_wiw.errors import RequestError, WorkerError
+from pytest_wiw.session import script_watchdog
 from pytest_wiw.session.client import WorkerProcess
 from pytest_wiw.wire.messages import ErrorReply, Ready, Result, Stats
 
@@ -181,7 +184,14 @@ class LegacyWorkerProcess(WorkerProcess):
         self.stopped_because = None
         self.task_id = 0
         self.generations = 0
+        # where the script saves each item's video (the payload's save_dirs); removed with the script
         self.output_root = Path(tempfile.mkdtemp(prefix="pytest-wiw-legacy-"))
+        self._watchdog: subprocess.Popen | None = None
+        try:
+            self._watchdog = _start_watchdog(self.proc.pid, self._log)
+        except OSError:
+            self.kill("could not be watched")
+            raise
 
     # -- the client interface of WorkerProcess, answered by the script or here ---------------------
     def stats(self, timeout: float) -> Stats:
@@ -265,6 +275,26 @@ class LegacyWorkerProcess(WorkerProcess):
         an EOF on stdin)."""
         body = pickle.dumps(STOP_MESSAGE, protocol=REQUEST_PROTOCOL)
         return _LEN.pack(len(body)) + body
+
+    def kill(self, reason: str) -> None:
+        """Kill the script's process group, then dismiss its watchdog and remove the videos it saved."""
+        super().kill(reason)
+        watchdog = self._watchdog
+        if watchdog is not None and not watchdog.stdin.closed:
+            try:
+                watchdog.stdin.write(script_watchdog.DISMISS)
+                watchdog.stdin.close()
+                watchdog.wait(timeout=5.0)
+            except (OSError, subprocess.TimeoutExpired):
+                watchdog.kill()
+        shutil.rmtree(self.output_root, ignore_errors=True)
+
+
+def _start_watchdog(pgid: int, log) -> subprocess.Popen:
+    """Start the process that kills the script's group ``pgid`` if this process dies (``script_watchdog``).
+    Only this process holds the write end of its stdin; it writes to the script's log."""
+    return subprocess.Popen([sys.executable, "-I", "-S", script_watchdog.__file__, str(pgid)],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
 
 
 @dataclass

@@ -5,7 +5,11 @@ argument, reads frames of a 4-byte big-endian length and a pickle of (client_id,
 on stdin, and writes (client_id, task_id, {"pred_frames", "save_dirs"}) frames to the pipe. Its
 "model" is a cheap numpy transform of the start image plus noise, so it starts in a blink.
 
-    python toy_worker.py --model-name nwm [--unseeded] [--die-on-request N] [--frames 4] [--size 32] FD
+    python toy_worker.py --model-name nwm [--unseeded] [--die-on-request N] [--hang-on-request N]
+                         [--frames 4] [--size 32] FD
+
+``--hang-on-request N`` makes it hang in request N for ever, as a stuck WIW script does: it reads nothing
+more, so neither an EOF on stdin nor WIW's "DONE" ends it.
 """
 
 import argparse
@@ -13,6 +17,7 @@ import os
 import pickle
 import struct
 import sys
+import time
 
 import numpy as np
 
@@ -41,6 +46,7 @@ def main():
     parser.add_argument("--model-name", required=True)
     parser.add_argument("--unseeded", action="store_true")
     parser.add_argument("--die-on-request", type=int, default=0)
+    parser.add_argument("--hang-on-request", type=int, default=0)
     parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--ckpt_path", default=None)
@@ -60,6 +66,10 @@ def main():
         if served == args.die_on_request:
             print(f"toy worker: dying on request {served}", file=sys.stderr, flush=True)
             os._exit(9)
+        if served == args.hang_on_request:
+            print(f"toy worker: hanging in request {served}", file=sys.stderr, flush=True)
+            while True:
+                time.sleep(3600)
         if payload["request_model_name"] != args.model_name:
             result = {"error": f"request_model_name: {payload['request_model_name']!r} is not "
                                f"{args.model_name!r}"}
