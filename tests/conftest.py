@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -121,3 +122,13 @@ def run_checks(workdir: Path, env: dict[str, str], *args: str, timeout: float = 
             props = {p.get("name"): p.get("value") for p in case.iter("property")}
             checks[name] = Check(outcome, message, props)
     return ChecksRun(proc.returncode, proc.stdout + "\n" + proc.stderr, checks)
+
+
+def assert_one_worker_at_a_time(report_dir: Path, base: str, ft: str) -> None:
+    """The base's worker was released no later than the FT type's was spawned; each loaded once, never again."""
+    reports = {name: json.loads((report_dir / f"{name}.json").read_text()) for name in (base, ft)}
+    for name, report in reports.items():
+        assert report["figures"]["loads"] == 1 and report["restarts"] == [], (name, report["figures"])
+        assert report["timeline"]["released_seconds"] is not None, (name, report["timeline"])
+    base_line, ft_line = reports[base]["timeline"], reports[ft]["timeline"]
+    assert base_line["released_seconds"] <= ft_line["before_worker_seconds"], (base_line, ft_line)

@@ -119,6 +119,19 @@ def test_a_worker_that_hung_is_started_again_then_given_up_on(pool, monkeypatch)
         handle.generate(request_for(handle))
 
 
+def test_a_released_worker_exits_and_is_started_again_when_needed(pool):
+    """Released after its wm_type's last check, the worker exits; a later call (an FT type's honest baseline
+    asking its base) starts it again: one more load, listed with its reason, not an error."""
+    handle = pool.get(get_spec("svd"), None, None, None)
+    first = handle.process.proc
+    handle.release()
+    first.wait(timeout=30)  # it exits of itself: nobody waits on it or kills it
+    assert first.returncode == 0
+    assert handle.stats().generations == 0
+    assert handle.loads == 2 and handle.restarts == ["was released after its last check, then needed again"]
+    assert handle.timeline.released is None  # serving again
+
+
 def test_stopping_a_busy_worker_kills_it_without_waiting_for_shutdown(pool):
     """Ctrl-C during a request: teardown kills the worker at once (it would read no ``shutdown``)."""
     handle = pool.get(svd_like("SlowSVD"), None, None, None)

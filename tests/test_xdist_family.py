@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import make_checks_dir, run_checks
+from conftest import assert_one_worker_at_a_time, make_checks_dir, run_checks
 
 from pytest_wiw.plugin.xdist_family import family_of
 
@@ -30,6 +30,7 @@ def test_a_family_lands_on_one_worker_under_xdist(tmp_path, run_env):
     for wm_type in ("FTwan21", "wan21", "svd"):
         figures = json.loads((folder / "rep" / f"{wm_type}.json").read_text())["figures"]
         assert figures["loads"] == 1, (wm_type, figures)
+    assert_one_worker_at_a_time(folder / "rep", base="wan21", ft="FTwan21")  # on that xdist worker, as without -n
 
 
 def test_an_explicit_dist_is_the_users(tmp_path, run_env):

@@ -14,12 +14,14 @@ import pytest
 from pytest_wiw.errors import UsageError
 from pytest_wiw.plugin.options import add_options
 from pytest_wiw.plugin.selection import Selection, parse_selection
+from pytest_wiw.plugin.worker_order import ChecksLeft, order_checks, wm_type_of
 from pytest_wiw.report.contact_sheet import write_subject_sheet
 from pytest_wiw.session.wiw_session import WiwSession
 
 CONFORMANCE_DIR = Path(__file__).resolve().parents[2] / "conformance"
 _SESSION_KEY = pytest.StashKey[WiwSession]()
 _SELECTION_KEY = pytest.StashKey[Selection]()
+_CHECKS_LEFT_KEY = pytest.StashKey[ChecksLeft]()
 
 
 # 1. options ------------------------------------------------------------------------------------
@@ -143,45 +145,77 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.user_properties.append(("wm_type", callspec.params["wm_type"]))
 
 
+@pytest.hookimpl(trylast=True)  # after any plugin that reorders tests: a wm_type's checks must stay together
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The checks of one wm_type run together, a family's zero-shot types first (pytest_wiw.plugin.worker_order)."""
+    selection = config.stash.get(_SELECTION_KEY, None)
+    if selection is not None:
+        order_checks(items, selection.wm_types, selection.registry)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """In a run without xdist, start the worker of the first wm_type whose checks were collected now, before the
-    first check: it imports and loads while pytest runs the static checks. Only the first: started all at once,
-    several workers' loads would compete for the CPU, the disk and the GPU's memory, each against its own load
-    timeout; the others start at their own first checks, as before. With -n, each xdist worker starts its
-    family's workers at their first check, as it learns which families it runs."""
+    """Count the checks each wm_type has to run here (its worker exits after the last). In a run without xdist,
+    start the worker of the first wm_type whose checks were collected now, before the first check: it imports
+    and loads while pytest runs the static checks. Only the first: started all at once, several workers' loads
+    would compete for the CPU, the disk and the GPU's memory, each against its own load timeout; each of the
+    others starts when the one before it is released (``pytest_runtest_teardown``). With -n, each xdist worker
+    starts its family's first worker at its first check, as it learns which families it runs."""
     config = session.config
-    under_xdist = hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)
-    if _SELECTION_KEY not in config.stash or config.option.collectonly or under_xdist:
+    if _SELECTION_KEY not in config.stash or config.option.collectonly:
         return
+    config.stash[_CHECKS_LEFT_KEY] = ChecksLeft(session.items)
+    if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None):
+        return
+    for item in session.items:
+        if _needs_a_worker(item):
+            _start_worker_early(config, wm_type_of(item))
+            break
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last check of a wm_type in this process, its worker exits, and the next wm_type's worker starts
+    while pytest runs that type's static checks."""
+    checks_left = item.config.stash.get(_CHECKS_LEFT_KEY, None)
+    wiw = item.config.stash.get(_SESSION_KEY, None)
+    finished = checks_left.ran(item) if checks_left is not None else None
+    if finished is None or wiw is None:
+        return
+    wiw.release(finished)
+    upcoming = nextitem and wm_type_of(nextitem)
+    if upcoming and upcoming != finished and any(
+            _needs_a_worker(i) for i in _checks_of(item.session.items, upcoming)):
+        _start_worker_early(item.config, upcoming)
+
+
+def _start_worker_early(config: pytest.Config, wm_type: str) -> None:
+    """Start ``wm_type``'s worker before its first check needs it, after the same guards as its checks: the
+    wrapper is found, the checkpoint's files open here."""
     from pytest_wiw.checks.judgements import readable, wrapper_found
 
-    wiw = _wiw_session(config)
-    for wm_type in _wm_types_needing_a_worker(session.items)[:1]:
-        wm = wiw.subject(wm_type)
-        try:
-            if not wm.spec.runnable or wrapper_found(wm) is not None:
-                continue  # their checks say why; nothing is loaded
-            if wm.ckpt_arg is None or readable(wm) is None:  # never a worker on files that do not open here
-                wm.start_worker_early()
-        except (UsageError, OSError, ValueError):
-            continue  # the checks meet the same problem and report it
+    wm = _wiw_session(config).subject(wm_type)
+    try:
+        if not wm.spec.runnable or wrapper_found(wm) is not None:
+            return  # its checks say why; nothing is loaded
+        if wm.ckpt_arg is None or readable(wm) is None:  # never a worker on files that do not open here
+            wm.start_worker_early()
+    except (UsageError, OSError, ValueError):
+        return  # the checks meet the same problem and report it
 
 
-def _wm_types_needing_a_worker(items: list[pytest.Item]) -> list[str]:
-    """The wm_types, in collection order, of the collected checks that are not static and not skipped."""
+def _checks_of(items: list[pytest.Item], wm_type: str) -> list[pytest.Item]:
+    return [item for item in items if wm_type_of(item) == wm_type]
+
+
+def _needs_a_worker(item: pytest.Item) -> bool:
+    """Whether ``item`` is a conformance check that is neither static nor skipped."""
     from pytest_wiw.api.checklist import CHECKS
 
-    static = {c.name for c in CHECKS if c.static}
-    found = []
-    for item in items:
-        marker = item.get_closest_marker("wm_check")
-        callspec = getattr(item, "callspec", None)
-        if marker is None or callspec is None or item.get_closest_marker("skip"):
-            continue
-        if marker.args and marker.args[0] not in static and "wm_type" in callspec.params:
-            found.append(callspec.params["wm_type"])
-    return list(dict.fromkeys(found))
+    marker = item.get_closest_marker("wm_check")
+    if wm_type_of(item) is None or item.get_closest_marker("skip") or not marker.args:
+        return False
+    return marker.args[0] not in {c.name for c in CHECKS if c.static}
 
 
 # 5. fixtures -------------------------------------------------------------------------------------
@@ -337,13 +371,14 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
 
 def _time_line(timeline: dict) -> str:
     """Where the session's time went for one worker, in a line (pytest_wiw.session.timeline)."""
-    startup = timeline.get("worker_startup_seconds")
+    startup, released = timeline.get("worker_startup_seconds"), timeline.get("released_seconds")
     gaps = ", ".join(f"{g['seconds']:.1f} s before {g['before']}" for g in timeline["idle_gaps"][:2])
     return (f"{timeline['before_worker_seconds']:.1f} s before its worker started, "
             + (f"{startup:.1f} s its start-up, " if startup is not None else "")
             + f"{timeline['call_seconds']:.1f} s in {timeline['calls']} call(s), "
             f"{timeline['idle_seconds']:.1f} s idle between them" + (f" ({gaps})" if gaps else "")
-            + f", {timeline['after_last_call_seconds']:.1f} s after the last")
+            + f", {timeline['after_last_call_seconds']:.1f} s after the last"
+            + (f" (released at {released:.1f} s, after its last check)" if released is not None else ""))
 
 
 def _root_causes(terminalreporter) -> list[str]:

@@ -137,14 +137,28 @@ class WorkerHandle:
         with self._timed("a stats request"):
             return self.process.stats(self.settings.request_timeout)
 
+    def release(self) -> None:
+        """No check left in this session needs the worker: ask it to exit now, so that its memory is free for the
+        next wm_type's worker (pytest_wiw.plugin.worker_order). A later call starts it again: one more load,
+        listed in ``restarts``."""
+        if self.process is None or self.timeline.released is not None:
+            return
+        self.process.request_stop()
+        self.timeline.released = time.monotonic()
+
     def _revive_if_stopped(self) -> None:
         """Start the worker again if it died or was stopped since it was ready (WorkerError if it may not be)."""
         if self.failure:
             raise WorkerError(self.failure)
         process = self.process
-        if not process.stopped_because and process.proc.poll() is None:
+        released = self.timeline.released is not None
+        if not released and not process.stopped_because and process.proc.poll() is None:
             return
-        cause = process.stopped_because or f"exited with status {process.proc.returncode}"
+        if released:  # a check of another wm_type asked for it after its own last check (an honest baseline)
+            process.close()
+            self.timeline.released = None
+        cause = ("was released after its last check, then needed again" if released
+                 else process.stopped_because or f"exited with status {process.proc.returncode}")
         if self._launch is None or len(self.restarts) >= MAX_RESTARTS:
             raise WorkerError(f"{process.label}: the worker {cause}; it was already started again "
                               f"{len(self.restarts)} time(s) this session, so it is not restarted again")

@@ -194,6 +194,11 @@ class WMSubject:
             self._handle = self.pool.get(self.spec, self.base_spec, ckpt, base)
         return self._handle
 
+    def release_worker(self) -> None:
+        """No check left needs this wm_type's worker: let it exit (``WorkerHandle.release``)."""
+        if self._handle is not None:
+            self._handle.release()
+
     def start_worker_early(self) -> None:
         """Start the worker of a given checkpoint now, without waiting for its load (``worker()`` waits later):
         the readable check hashes the files while the worker imports and loads. Call it only once the

@@ -31,6 +31,8 @@ class WorkerTimeline:
     startup_seconds: float | None = None
     #: (what, sent, answered) for every request the pytest process made of it
     calls: list[tuple[str, float, float]] = field(default_factory=list)
+    #: when it was asked to exit because no check of the session needed it any more (None: at the session's end)
+    released: float | None = None
 
     def call(self, what: str, sent: float) -> None:
         self.calls.append((what, sent, time.monotonic()))
@@ -38,7 +40,8 @@ class WorkerTimeline:
     def summary(self, session_start: float, now: float | None = None) -> dict:
         """Seconds: before the worker was spawned, its start-up, its calls (the time they kept it busy after its
         start-up), the idle gaps after its start-up (each one over LISTED_GAP_S with the call it preceded), and from
-        its last call to ``now``. The five add up to the session's time up to ``now``."""
+        its last call to ``now``. The five add up to the session's time up to ``now``. Beside them: when the worker was
+        released after its last check (None when it lived to the session's end)."""
         now = time.monotonic() if now is None else now
         ready_at = self.spawned + (self.startup_seconds or 0.0)
         busy_until, busy, idle, gaps = ready_at, 0.0, 0.0, []
@@ -54,4 +57,5 @@ class WorkerTimeline:
                 "worker_startup_seconds": None if self.startup_seconds is None else round(self.startup_seconds, 3),
                 "call_seconds": round(busy, 3),
                 "calls": len(self.calls), "idle_seconds": round(idle, 3), "idle_gaps": gaps,
-                "after_last_call_seconds": round(max(now - busy_until, 0.0), 3)}
+                "after_last_call_seconds": round(max(now - busy_until, 0.0), 3),
+                "released_seconds": None if self.released is None else round(self.released - session_start, 3)}

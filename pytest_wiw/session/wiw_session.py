@@ -85,6 +85,11 @@ class WiwSession:
     def selected(self, wm_type: str) -> bool:
         return wm_type in self.selection.wm_types
 
+    def release(self, wm_type: str) -> None:
+        """The last check of ``wm_type`` in this process has run: its worker may exit now."""
+        if wm_type in self.subjects:
+            self.subjects[wm_type].release_worker()
+
     def request_stop(self) -> None:
         """Ask every idle worker to exit now; ``close`` then waits for them."""
         self.pool.request_stop_all()
