@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -23,6 +24,13 @@ sys.path.insert(0, str(TESTS_DIR))  # defective_wms, importable here and (via PY
 TOY_WORKER = TESTS_DIR / "wiw_workers" / "toy_worker.py"
 TOY_SIZES = [f"--wm-opt={k}={v}" for k, v in (("height", 32), ("width", 32), ("out_height", 32), ("out_width", 32),
                                               ("num_frames", 4), ("num_output_frames", 4))]
+
+
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` of a pytest run that a test will Ctrl-C: SIGINT back to its default in the child, so that its
+    Python turns it into KeyboardInterrupt. A shell without job control starts background commands with SIGINT
+    ignored (POSIX), a CI runner may too, and every process below inherits the ignore: Ctrl-C never arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def toy_worker_command(*flags: str) -> str:

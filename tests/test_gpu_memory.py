@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_checks_dir, run_checks
+from conftest import make_checks_dir, run_checks, sigint_as_in_a_terminal
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -41,7 +41,8 @@ def test_gpu_memory_comes_back_after_ctrl_c(tmp_path, run_env):
     before = free_bytes()
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--wm", "svd-hangs",
                              "--wm-device", "cuda", "--wm-timeout", "600"], cwd=make_checks_dir(tmp_path / "run"),
-                            env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while free_bytes() >= before - NOISE_BYTES and time.monotonic() < deadline:
         time.sleep(0.5)  # until the worker holds GPU memory

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import TOY_SIZES, make_checks_dir, toy_worker_command
+from conftest import TOY_SIZES, make_checks_dir, sigint_as_in_a_terminal, toy_worker_command
 
 # How long to wait for the hanging workers to start generating before pressing Ctrl-C.
 START_TIMEOUT_S = 120
@@ -75,7 +75,8 @@ def test_killed_session_leaves_no_wiw_script_behind(tmp_path, run_env):
 
 def _start_run(workdir: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--wm-timeout", "600", *args],
-                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=sigint_as_in_a_terminal)
 
 
 def _wait_until_generating(proc: subprocess.Popen, workers: int, is_worker=None,
